@@ -1,0 +1,257 @@
+// FastGRNN and GRU: the per-element math once (RNNPOOL_HD, shared with device code) and the
+// lane-batched step of L independent sequences, forward and backward.
+//
+// A step takes the input projection xp = W_input x already computed (no bias: a pixel's projection
+// is shared by every patch and pass that reads it, and padding pixels project to exactly 0). The
+// forward step can record a "tape" of what its backward needs; the backward step turns the gradient
+// of h_t into the gradient of h_{t-1}, adds the gradient of xp, and accumulates parameter gradients
+// per lane (see lanes.h).
+#pragma once
+
+#include <cstdint>
+
+#include "lanes.h"
+#include "nonlinearity.h"
+#include "platform.h"
+
+namespace rnnpool {
+
+enum class CellKind : int { FastGRNN = 0, GRU = 1 };
+
+// ---------------------------------------------------------------------------------------------
+// Per-element math
+// ---------------------------------------------------------------------------------------------
+
+// FastGRNN: h' = z h + (zeta (1 - z) + nu) h~, with zeta and nu already squashed by sigmoid.
+template <class T>
+RNNPOOL_HD T fastgrnn_mix(T z, T h_tilde, T h_prev, T zeta, T nu) {
+  return z * h_prev + (zeta * (T(1) - z) + nu) * h_tilde;
+}
+
+template <class T>
+struct FastGRNNPointGrad {
+  T pre_gate;    // d/d(pre + bias_gate)
+  T pre_update;  // d/d(pre + bias_update)
+  T zeta;        // d/d(sigmoid(zeta))
+  T nu;          // d/d(sigmoid(nu))
+  T h_prev;      // direct part of d/d h_prev (the U^T part is added by the caller)
+};
+
+// dz_dpre and dh_dpre are the nonlinearities' derivatives at this point.
+template <class T>
+RNNPOOL_HD FastGRNNPointGrad<T> fastgrnn_mix_backward(T dh, T z, T h_tilde, T h_prev, T zeta, T nu,
+                                                       T dz_dpre, T dh_dpre) {
+  FastGRNNPointGrad<T> g;
+  g.pre_gate = dh * (h_prev - zeta * h_tilde) * dz_dpre;
+  g.pre_update = dh * (zeta * (T(1) - z) + nu) * dh_dpre;
+  g.zeta = dh * (T(1) - z) * h_tilde;
+  g.nu = dh * h_tilde;
+  g.h_prev = dh * z;
+  return g;
+}
+
+// GRU (torch.nn.GRUCell): ai_* = W_i* x + b_i*, ah_* = W_h* h + b_h*.
+template <class T>
+struct GRUPoint {
+  T r, z, n, h;
+};
+
+template <class T>
+RNNPOOL_HD GRUPoint<T> gru_point(T ai_r, T ai_z, T ai_n, T ah_r, T ah_z, T ah_n, T h_prev) {
+  GRUPoint<T> p;
+  p.r = sigmoid(ai_r + ah_r);
+  p.z = sigmoid(ai_z + ah_z);
+  p.n = tanh_(ai_n + p.r * ah_n);
+  p.h = (T(1) - p.z) * p.n + p.z * h_prev;
+  return p;
+}
+
+template <class T>
+struct GRUPointGrad {
+  T ai_r, ai_z, ai_n;  // d/d ai_*; d/d ah_r and d/d ah_z are the same values
+  T ah_n;
+  T h_prev;  // direct part of d/d h_prev (the W_hh^T part is added by the caller)
+};
+
+template <class T>
+RNNPOOL_HD GRUPointGrad<T> gru_point_backward(T dh, T r, T z, T n, T ah_n, T h_prev) {
+  GRUPointGrad<T> g;
+  const T dn = dh * (T(1) - z) * (T(1) - n * n);
+  g.ai_n = dn;
+  g.ah_n = dn * r;
+  g.ai_r = dn * ah_n * r * (T(1) - r);
+  g.ai_z = dh * (h_prev - n) * z * (T(1) - z);
+  g.h_prev = dh * z;
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lane-batched cells. Parameters arrive as a list of pointers in the op's order (see rnnpool.cpp);
+// gradients are accumulated into per-lane buffers with the same order ([numel][L] each).
+// ---------------------------------------------------------------------------------------------
+
+template <class T, int L>
+struct FastGRNN {
+  static constexpr CellKind kKind = CellKind::FastGRNN;
+  static constexpr int kGates = 1;
+  static constexpr int kNumParams = 6;
+  enum Param { kW = 0, kU, kBiasGate, kBiasUpdate, kZeta, kNu };
+
+  struct Weights {
+    const T* W;  // [hidden, input]
+    const T* U;  // [hidden, hidden]
+    const T* bias_gate;
+    const T* bias_update;
+    T zeta, nu;  // sigmoid already applied
+    int64_t hidden;
+    Nonlinearity gate, update;
+  };
+
+  static Weights bind(const T* const* params, int64_t hidden, Nonlinearity gate, Nonlinearity update) {
+    return Weights{params[kW], params[kU], params[kBiasGate], params[kBiasUpdate],
+                   sigmoid(params[kZeta][0]), sigmoid(params[kNu][0]), hidden, gate, update};
+  }
+
+  static void param_numels(int64_t input, int64_t hidden, int64_t* numel) {
+    numel[kW] = hidden * input;
+    numel[kU] = hidden * hidden;
+    numel[kBiasGate] = numel[kBiasUpdate] = hidden;
+    numel[kZeta] = numel[kNu] = 1;
+  }
+
+  static int64_t tape_size(int64_t hidden) { return 3 * hidden * L; }  // h_prev, z, h~
+  static int64_t scratch_size(int64_t hidden) { return 3 * hidden * L; }
+
+  static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
+    const int64_t H = w.hidden, n = H * L;
+    T* pre = scratch;
+    T* z = tape ? tape + n : scratch + n;
+    T* h_tilde = tape ? tape + 2 * n : scratch + 2 * n;
+    copy(xp, n, pre);
+    matvec_accumulate<T, L>(w.U, H, H, h, pre);
+    for (int64_t j = 0; j < H; ++j)
+      for (int l = 0; l < L; ++l) {
+        z[j * L + l] = pre[j * L + l] + w.bias_gate[j];
+        h_tilde[j * L + l] = pre[j * L + l] + w.bias_update[j];
+      }
+    activate_inplace(w.gate, z, n);
+    activate_inplace(w.update, h_tilde, n);
+    if (tape) copy(h, n, tape);
+    for (int64_t i = 0; i < n; ++i) h[i] = fastgrnn_mix(z[i], h_tilde[i], h[i], w.zeta, w.nu);
+  }
+
+  // dh: in d/dh_t, out d/dh_{t-1}. dxp += d/dxp. grad[p]: per-lane accumulators.
+  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* scratch) {
+    const int64_t H = w.hidden, n = H * L;
+    const T* h_prev = tape;
+    const T* z = tape + n;
+    const T* h_tilde = tape + 2 * n;
+    T* dpre = scratch;
+    T* dz_dpre = scratch + n;
+    T* dh_dpre = scratch + 2 * n;
+    derivative_from_output(w.gate, z, dz_dpre, n);
+    derivative_from_output(w.update, h_tilde, dh_dpre, n);
+    T* g_bias_gate = grad[kBiasGate];
+    T* g_bias_update = grad[kBiasUpdate];
+    T* g_zeta = grad[kZeta];
+    T* g_nu = grad[kNu];
+    for (int64_t j = 0; j < H; ++j)
+      for (int l = 0; l < L; ++l) {
+        const int64_t i = j * L + l;
+        const FastGRNNPointGrad<T> g =
+            fastgrnn_mix_backward(dh[i], z[i], h_tilde[i], h_prev[i], w.zeta, w.nu, dz_dpre[i], dh_dpre[i]);
+        g_bias_gate[i] += g.pre_gate;
+        g_bias_update[i] += g.pre_update;
+        g_zeta[l] += g.zeta;
+        g_nu[l] += g.nu;
+        dpre[i] = g.pre_gate + g.pre_update;
+        dh[i] = g.h_prev;
+      }
+    add_lanes<T, L>(dpre, H, dxp);
+    outer_accumulate<T, L>(dpre, H, h_prev, H, grad[kU]);
+    matvec_transposed_accumulate<T, L>(w.U, H, H, dpre, dh);
+  }
+
+  // Chain rule through the sigmoid applied to the raw zeta and nu.
+  static void finalize_grads(const Weights& w, double* const* grad) {
+    grad[kZeta][0] *= double(w.zeta) * (1.0 - double(w.zeta));
+    grad[kNu][0] *= double(w.nu) * (1.0 - double(w.nu));
+  }
+};
+
+template <class T, int L>
+struct GRU {
+  static constexpr CellKind kKind = CellKind::GRU;
+  static constexpr int kGates = 3;
+  static constexpr int kNumParams = 4;
+  enum Param { kWeightIH = 0, kWeightHH, kBiasIH, kBiasHH };
+
+  struct Weights {
+    const T* weight_ih;  // [3 hidden, input], gates r, z, n
+    const T* weight_hh;  // [3 hidden, hidden]
+    const T* bias_ih;
+    const T* bias_hh;
+    int64_t hidden;
+  };
+
+  static Weights bind(const T* const* params, int64_t hidden, Nonlinearity, Nonlinearity) {
+    return Weights{params[kWeightIH], params[kWeightHH], params[kBiasIH], params[kBiasHH], hidden};
+  }
+
+  static void param_numels(int64_t input, int64_t hidden, int64_t* numel) {
+    numel[kWeightIH] = 3 * hidden * input;
+    numel[kWeightHH] = 3 * hidden * hidden;
+    numel[kBiasIH] = numel[kBiasHH] = 3 * hidden;
+  }
+
+  static int64_t tape_size(int64_t hidden) { return 5 * hidden * L; }  // h_prev, r, z, n, ah_n
+  static int64_t scratch_size(int64_t hidden) { return 6 * hidden * L; }  // backward: d ai, d ah
+
+  static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
+    const int64_t H = w.hidden, n = H * L;
+    T* ah = scratch;  // [3H][L] = W_hh h + b_hh
+    broadcast_lanes<T, L>(w.bias_hh, 3 * H, ah);
+    matvec_accumulate<T, L>(w.weight_hh, 3 * H, H, h, ah);
+    if (tape) copy(h, n, tape);
+    for (int64_t j = 0; j < H; ++j)
+      for (int l = 0; l < L; ++l) {
+        const int64_t r = j * L + l, z = (H + j) * L + l, c = (2 * H + j) * L + l;
+        const GRUPoint<T> p = gru_point(xp[r] + w.bias_ih[j], xp[z] + w.bias_ih[H + j],
+                                        xp[c] + w.bias_ih[2 * H + j], ah[r], ah[z], ah[c], h[r]);
+        if (tape) {
+          tape[n + r] = p.r;
+          tape[2 * n + r] = p.z;
+          tape[3 * n + r] = p.n;
+          tape[4 * n + r] = ah[c];
+        }
+        h[r] = p.h;
+      }
+  }
+
+  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* scratch) {
+    const int64_t H = w.hidden, n = H * L;
+    const T* h_prev = tape;
+    T* dai = scratch;          // [3H][L]
+    T* dah = scratch + 3 * n;  // [3H][L]
+    for (int64_t j = 0; j < H; ++j)
+      for (int l = 0; l < L; ++l) {
+        const int64_t i = j * L + l;
+        const GRUPointGrad<T> g =
+            gru_point_backward(dh[i], tape[n + i], tape[2 * n + i], tape[3 * n + i], tape[4 * n + i], h_prev[i]);
+        dai[i] = dah[i] = g.ai_r;
+        dai[n + i] = dah[n + i] = g.ai_z;
+        dai[2 * n + i] = g.ai_n;
+        dah[2 * n + i] = g.ah_n;
+        dh[i] = g.h_prev;
+      }
+    add_lanes<T, L>(dai, 3 * H, dxp);
+    add_lanes<T, L>(dai, 3 * H, grad[kBiasIH]);
+    add_lanes<T, L>(dah, 3 * H, grad[kBiasHH]);
+    outer_accumulate<T, L>(dah, 3 * H, h_prev, H, grad[kWeightHH]);
+    matvec_transposed_accumulate<T, L>(w.weight_hh, 3 * H, H, dah, dh);
+  }
+
+  static void finalize_grads(const Weights&, double* const*) {}
+};
+
+}  // namespace rnnpool

@@ -1,0 +1,15 @@
+// Portability macros for the torch-free kernel core.
+#pragma once
+
+// Functions marked RNNPOOL_HD are shared between host C++ and CUDA device code.
+#if defined(__CUDACC__)
+#define RNNPOOL_HD __host__ __device__ __forceinline__
+#else
+#define RNNPOOL_HD inline
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RNNPOOL_RESTRICT __restrict__
+#else
+#define RNNPOOL_RESTRICT
+#endif

@@ -1,0 +1,290 @@
+// Tests of the torch-free core: the lane-batched sweep against a plain per-patch loop written
+// independently here (forward), and its backward against central finite differences (double).
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../sweep.h"
+
+using namespace rnnpool;
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const std::string& what) {
+  if (!ok) {
+    ++failures;
+    std::printf("FAIL: %s\n", what.c_str());
+  }
+}
+
+struct Case {
+  std::string name;
+  CellKind cell;
+  int64_t batch, channels, height, width, kh, kw, sh, sw, ph, pw, h1, h2;
+  bool rows, global, cols;
+  Nonlinearity gate = Nonlinearity::Sigmoid, update = Nonlinearity::Tanh;
+};
+
+SweepShape shape_of(const Case& c) {
+  return SweepShape{c.batch, c.channels, c.height, c.width, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw,
+                    c.h1, c.h2, c.rows, c.global, c.cols};
+}
+
+double act(Nonlinearity nl, double a) {
+  switch (nl) {
+    case Nonlinearity::Sigmoid: return 1 / (1 + std::exp(-a));
+    case Nonlinearity::Tanh: return std::tanh(a);
+    case Nonlinearity::QuantSigm: return std::min(1.0, std::max(0.0, (a + 1) / 2));
+    default: return std::min(1.0, std::max(-1.0, a));
+  }
+}
+
+// All parameters of a case in one vector per tensor, in the op's order.
+struct Params {
+  std::vector<std::vector<double>> rnn1, rnn2;
+  std::vector<double> proj_w, proj_b;
+};
+
+std::vector<double> random_vector(int64_t n, std::mt19937& rng, double scale) {
+  std::normal_distribution<double> d(0, scale);
+  std::vector<double> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<std::vector<double>> random_cell(CellKind kind, int64_t in, int64_t h, std::mt19937& rng) {
+  const int64_t g = kind == CellKind::GRU ? 3 : 1;
+  std::vector<std::vector<double>> p = {random_vector(g * h * in, rng, 0.5), random_vector(g * h * h, rng, 0.5),
+                                        random_vector(g * h, rng, 0.5), random_vector(g * h, rng, 0.5)};
+  if (kind == CellKind::FastGRNN) p.push_back(random_vector(1, rng, 1.0)), p.push_back(random_vector(1, rng, 1.0));
+  return p;
+}
+
+// One RNN over a sequence of input vectors, written plainly from SPEC section 4.
+std::vector<double> naive_rnn(const Case& c, const std::vector<std::vector<double>>& p, int64_t in, int64_t h,
+                              const std::vector<std::vector<double>>& seq) {
+  std::vector<double> state(h, 0.0);
+  for (const auto& x : seq) {
+    std::vector<double> next(h);
+    if (c.cell == CellKind::FastGRNN) {
+      const double zeta = 1 / (1 + std::exp(-p[4][0])), nu = 1 / (1 + std::exp(-p[5][0]));
+      for (int64_t j = 0; j < h; ++j) {
+        double pre = 0;
+        for (int64_t k = 0; k < in; ++k) pre += p[0][j * in + k] * x[k];
+        for (int64_t k = 0; k < h; ++k) pre += p[1][j * h + k] * state[k];
+        const double z = act(c.gate, pre + p[2][j]), ht = act(c.update, pre + p[3][j]);
+        next[j] = z * state[j] + (zeta * (1 - z) + nu) * ht;
+      }
+    } else {
+      auto affine = [&](int gate, int64_t j) {
+        double a = p[2][gate * h + j], b = p[3][gate * h + j];
+        for (int64_t k = 0; k < in; ++k) a += p[0][(gate * h + j) * in + k] * x[k];
+        for (int64_t k = 0; k < h; ++k) b += p[1][(gate * h + j) * h + k] * state[k];
+        return std::make_pair(a, b);
+      };
+      for (int64_t j = 0; j < h; ++j) {
+        auto [ar, br] = affine(0, j);
+        auto [az, bz] = affine(1, j);
+        auto [an, bn] = affine(2, j);
+        const double r = 1 / (1 + std::exp(-(ar + br))), z = 1 / (1 + std::exp(-(az + bz)));
+        const double n = std::tanh(an + r * bn);
+        next[j] = (1 - z) * n + z * state[j];
+      }
+    }
+    state = next;
+  }
+  return state;
+}
+
+std::vector<double> naive_forward(const Case& c, const Params& p, const std::vector<double>& x) {
+  const SweepShape s = shape_of(c);
+  const int64_t oh = s.out_h(), ow = s.out_w(), co = s.out_channels();
+  std::vector<double> out(c.batch * co * oh * ow);
+  for (int64_t n = 0; n < c.batch; ++n)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        auto pixel = [&](int64_t i, int64_t j) {
+          std::vector<double> v(c.channels, 0.0);
+          const int64_t y = oy * c.sh - c.ph + i, xx = ox * c.sw - c.pw + j;
+          if (y >= 0 && y < c.height && xx >= 0 && xx < c.width)
+            for (int64_t ch = 0; ch < c.channels; ++ch) v[ch] = x[((n * c.channels + ch) * c.height + y) * c.width + xx];
+          return v;
+        };
+        std::vector<std::vector<double>> rows, cols;
+        for (int64_t i = 0; i < c.kh; ++i) {
+          std::vector<std::vector<double>> seq;
+          for (int64_t j = 0; j < c.kw; ++j) seq.push_back(pixel(i, j));
+          rows.push_back(naive_rnn(c, p.rnn1, c.channels, c.h1, seq));
+        }
+        for (int64_t j = 0; j < c.kw; ++j) {
+          std::vector<std::vector<double>> seq;
+          for (int64_t i = 0; i < c.kh; ++i) seq.push_back(pixel(i, j));
+          cols.push_back(naive_rnn(c, p.rnn1, c.channels, c.h1, seq));
+        }
+        std::vector<double> feats;
+        auto append = [&](const std::vector<double>& v) { feats.insert(feats.end(), v.begin(), v.end()); };
+        auto bidir = [&](std::vector<std::vector<double>> seq) {
+          append(naive_rnn(c, p.rnn2, c.h1, c.h2, seq));
+          std::reverse(seq.begin(), seq.end());
+          append(naive_rnn(c, p.rnn2, c.h1, c.h2, seq));
+        };
+        if (c.rows) bidir(rows);
+        if (c.global) {
+          std::vector<double> all;
+          for (auto& r : rows) all.insert(all.end(), r.begin(), r.end());
+          for (auto& v : cols) all.insert(all.end(), v.begin(), v.end());
+          for (int64_t k = 0; k < 4 * c.h2; ++k) {
+            double acc = p.proj_b[k];
+            for (size_t m = 0; m < all.size(); ++m) acc += p.proj_w[k * all.size() + m] * all[m];
+            feats.push_back(acc);
+          }
+        }
+        if (c.cols) bidir(cols);
+        for (int64_t k = 0; k < co; ++k) out[((n * co + k) * oh + oy) * ow + ox] = feats[k];
+      }
+  return out;
+}
+
+template <class T>
+std::vector<T> cast(const std::vector<double>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
+// Runs the core on T copies of the data: forward, and (when grad_out is given) backward.
+template <template <class, int> class CellT, class T, int L>
+struct CoreRun {
+  std::vector<T> out, dx;
+  std::vector<double> grad;
+
+  CoreRun(const Case& c, const Params& p, const std::vector<double>& x, const std::vector<double>* grad_out) {
+    using Cell = CellT<T, L>;
+    std::vector<std::vector<T>> r1, r2;
+    for (auto& v : p.rnn1) r1.push_back(cast<T>(v));
+    for (auto& v : p.rnn2) r2.push_back(cast<T>(v));
+    std::vector<const T*> r1p, r2p;
+    for (auto& v : r1) r1p.push_back(v.data());
+    for (auto& v : r2) r2p.push_back(v.data());
+    const std::vector<T> pw = cast<T>(p.proj_w), pb = cast<T>(p.proj_b), xt = cast<T>(x);
+    const SweepShape s = shape_of(c);
+    const SweepParams<T> sp{r1p.data(), r2p.data(), pw.data(), pb.data(), c.gate, c.update};
+    const PatchSweep<Cell, T, L> sweep(s, sp);
+    const int64_t in_sample = c.channels * c.height * c.width, out_sample = s.out_channels() * s.patches();
+    out.assign(c.batch * out_sample, T(0));
+    std::vector<T> P(sweep.projection_size()), ws(sweep.forward_workspace_size());
+    for (int64_t n = 0; n < c.batch; ++n) {
+      sweep.project(xt.data() + n * in_sample, 0, s.pixels(), P.data());
+      for (int64_t g = 0; g < sweep.groups_per_sample(); ++g)
+        sweep.forward_group(P.data(), g, out.data() + n * out_sample, ws.data());
+    }
+    if (!grad_out) return;
+    const std::vector<T> go = cast<T>(*grad_out);
+    dx.assign(xt.size(), T(0));
+    grad.assign(sweep.layout().total, 0.0);
+    std::vector<T> buffers(2 * sweep.projection_size() + sweep.grad_lanes_size() + sweep.backward_workspace_size());
+    for (int64_t n = 0; n < c.batch; ++n)
+      sweep.backward_sample(xt.data() + n * in_sample, go.data() + n * out_sample, dx.data() + n * in_sample,
+                            grad.data(), buffers.data());
+    sweep.finalize(grad.data());
+  }
+};
+
+template <template <class, int> class CellT, class T, int L>
+double max_forward_error(const Case& c, const Params& p, const std::vector<double>& x) {
+  const std::vector<double> want = naive_forward(c, p, x);
+  const CoreRun<CellT, T, L> run(c, p, x, nullptr);
+  double err = 0;
+  for (size_t i = 0; i < want.size(); ++i) err = std::max(err, std::fabs(double(run.out[i]) - want[i]));
+  return want.empty() ? 0 : err;
+}
+
+// All parameters and the input as one list of pointers, for finite differences.
+std::vector<double*> all_values(Params& p, std::vector<double>& x) {
+  std::vector<double*> v;
+  for (auto& t : p.rnn1)
+    for (auto& e : t) v.push_back(&e);
+  for (auto& t : p.rnn2)
+    for (auto& e : t) v.push_back(&e);
+  for (auto& e : p.proj_w) v.push_back(&e);
+  for (auto& e : p.proj_b) v.push_back(&e);
+  for (auto& e : x) v.push_back(&e);
+  return v;
+}
+
+template <template <class, int> class CellT>
+double max_gradient_error(const Case& c, Params p, std::vector<double> x, std::mt19937& rng) {
+  const SweepShape s = shape_of(c);
+  const std::vector<double> go = random_vector(c.batch * s.out_channels() * s.patches(), rng, 1.0);
+  const CoreRun<CellT, double, 4> run(c, p, x, &go);
+  auto loss = [&]() {
+    const std::vector<double> out = naive_forward(c, p, x);
+    double l = 0;
+    for (size_t i = 0; i < out.size(); ++i) l += out[i] * go[i];
+    return l;
+  };
+  // Analytic gradients in the same order as all_values(): the flat layout, then dx.
+  std::vector<double> analytic(run.grad);
+  analytic.insert(analytic.end(), run.dx.begin(), run.dx.end());
+  const std::vector<double*> values = all_values(p, x);
+  double err = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const double keep = *values[i], eps = 1e-6;
+    *values[i] = keep + eps;
+    const double up = loss();
+    *values[i] = keep - eps;
+    const double down = loss();
+    *values[i] = keep;
+    const double numeric = (up - down) / (2 * eps);
+    err = std::max(err, std::fabs(numeric - analytic[i]) / (1 + std::fabs(numeric)));
+  }
+  return err;
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(1234);
+  const Nonlinearity S = Nonlinearity::Sigmoid, Tn = Nonlinearity::Tanh, QS = Nonlinearity::QuantSigm,
+                     QT = Nonlinearity::QuantTanh;
+  // name, cell, N, C, H, W, kh, kw, sh, sw, ph, pw, h1, h2, R, G, C
+  std::vector<Case> cases = {
+      {"fastgrnn square overlap", CellKind::FastGRNN, 2, 3, 9, 9, 4, 4, 2, 2, 0, 0, 5, 3, true, false, true},
+      {"fastgrnn nonsquare gaps padding", CellKind::FastGRNN, 1, 2, 7, 11, 2, 3, 3, 4, 1, 2, 4, 3, true, true, true},
+      {"fastgrnn quantised", CellKind::FastGRNN, 2, 3, 6, 5, 3, 2, 1, 2, 1, 0, 3, 2, true, false, true, QS, QT},
+      {"fastgrnn tanh gate sigmoid update", CellKind::FastGRNN, 1, 2, 5, 6, 3, 3, 2, 1, 1, 1, 3, 2, true, true, false, Tn, S},
+      {"gru rex", CellKind::GRU, 2, 3, 8, 7, 3, 4, 2, 3, 1, 1, 4, 3, true, true, true},
+      {"gru global only single patch", CellKind::GRU, 1, 2, 3, 4, 3, 4, 1, 1, 0, 0, 3, 2, false, true, false},
+      {"gru columns only", CellKind::GRU, 3, 2, 5, 5, 5, 2, 5, 1, 0, 0, 2, 2, false, false, true},
+  };
+  for (const Case& c : cases) {
+    Params p;
+    p.rnn1 = random_cell(c.cell, c.channels, c.h1, rng);
+    p.rnn2 = random_cell(c.cell, c.h1, c.h2, rng);
+    if (c.global) {
+      p.proj_w = random_vector(4 * c.h2 * (c.kh + c.kw) * c.h1, rng, 0.3);
+      p.proj_b = random_vector(4 * c.h2, rng, 0.3);
+    }
+    const std::vector<double> x = random_vector(c.batch * c.channels * c.height * c.width, rng, 1.0);
+    double f32, f64, grad;
+    if (c.cell == CellKind::FastGRNN) {
+      f32 = max_forward_error<FastGRNN, float, 16>(c, p, x);
+      f64 = max_forward_error<FastGRNN, double, 4>(c, p, x);
+      grad = max_gradient_error<FastGRNN>(c, p, x, rng);
+    } else {
+      f32 = max_forward_error<GRU, float, 16>(c, p, x);
+      f64 = max_forward_error<GRU, double, 4>(c, p, x);
+      grad = max_gradient_error<GRU>(c, p, x, rng);
+    }
+    // The quantised nonlinearities have kinks, where finite differences are not derivatives.
+    const bool smooth = c.gate <= Nonlinearity::Tanh && c.update <= Nonlinearity::Tanh;
+    expect(f32 < 2e-5, c.name + ": float32 forward error " + std::to_string(f32));
+    expect(f64 < 1e-12, c.name + ": float64 forward error " + std::to_string(f64));
+    expect(!smooth || grad < 1e-6, c.name + ": gradient error " + std::to_string(grad));
+    std::printf("%-36s fwd f32 %.1e  f64 %.1e  grad %.1e\n", c.name.c_str(), f32, f64, grad);
+  }
+  if (failures) std::printf("%d check(s) failed\n", failures);
+  return failures ? 1 : 0;
+}

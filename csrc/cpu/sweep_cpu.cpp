@@ -1,0 +1,178 @@
+// CPU kernels of rnnpool::forward / rnnpool::backward: argument checks, threading with
+// at::parallel_for, and the torch-free core (csrc/core/sweep.h) doing the math.
+//
+// Forward: RNN1's input projection of every pixel (parallel over pixel blocks), then the patch
+// groups (parallel over groups). Backward: parallel over samples; each sample's parameter gradients
+// go to their own slot and the slots are summed in sample order, so every result is the same for
+// any thread count.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "../core/sweep.h"
+#include "../sweep_args.h"
+
+namespace rnnpool {
+namespace {
+
+// Lanes per group: 16 float (two AVX2 / four SSE registers per row), 8 double.
+template <class T>
+constexpr int kLanes = std::is_same<T, float>::value ? 16 : 8;
+
+template <class T>
+std::vector<const T*> data_pointers(const std::vector<at::Tensor>& tensors) {
+  std::vector<const T*> out;
+  for (const auto& t : tensors) out.push_back(t.data_ptr<T>());
+  return out;
+}
+
+std::vector<at::Tensor> contiguous(at::TensorList tensors) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : tensors) out.push_back(t.contiguous());
+  return out;
+}
+
+// Holds contiguous copies of the inputs and the core's view of them, for one call.
+template <template <class, int> class CellT, class T>
+struct CpuSweep {
+  using Cell = CellT<T, kLanes<T>>;
+  at::Tensor x;
+  std::vector<at::Tensor> rnn1, rnn2;
+  at::Tensor proj_weight, proj_bias;
+  std::vector<const T*> rnn1_ptr, rnn2_ptr;
+  SweepShape shape;
+  PatchSweep<Cell, T, kLanes<T>> sweep;
+
+  CpuSweep(const SweepArgs& a, const at::Tensor& x_in, at::TensorList rnn1_in, at::TensorList rnn2_in,
+           const c10::optional<at::Tensor>& proj_weight_in, const c10::optional<at::Tensor>& proj_bias_in)
+      : x(x_in.contiguous()),
+        rnn1(contiguous(rnn1_in)),
+        rnn2(contiguous(rnn2_in)),
+        proj_weight(proj_weight_in ? proj_weight_in->contiguous() : at::Tensor()),
+        proj_bias(proj_bias_in ? proj_bias_in->contiguous() : at::Tensor()),
+        rnn1_ptr(data_pointers<T>(rnn1)),
+        rnn2_ptr(data_pointers<T>(rnn2)),
+        shape(a.shape),
+        sweep(shape, SweepParams<T>{rnn1_ptr.data(), rnn2_ptr.data(),
+                                    proj_weight.defined() ? proj_weight.data_ptr<T>() : nullptr,
+                                    proj_bias.defined() ? proj_bias.data_ptr<T>() : nullptr, a.gate, a.update}) {}
+
+  int64_t input_numel() const { return shape.channels * shape.pixels(); }
+  int64_t output_numel() const { return shape.out_channels() * shape.patches(); }
+
+  at::Tensor forward() const {
+    at::Tensor out = at::empty({shape.batch, shape.out_channels(), shape.out_h(), shape.out_w()}, x.options());
+    if (shape.batch == 0) return out;
+    const T* xp = x.data_ptr<T>();
+    T* outp = out.data_ptr<T>();
+    std::vector<T> projection(shape.batch * sweep.projection_size());
+    constexpr int64_t kPixelsPerTask = 1024;
+    const int64_t pixel_tasks = (shape.pixels() + kPixelsPerTask - 1) / kPixelsPerTask;
+    at::parallel_for(0, shape.batch * pixel_tasks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t n = i / pixel_tasks, first = (i % pixel_tasks) * kPixelsPerTask;
+        sweep.project(xp + n * input_numel(), first, std::min(first + kPixelsPerTask, shape.pixels()),
+                      projection.data() + n * sweep.projection_size());
+      }
+    });
+    const int64_t groups = sweep.groups_per_sample();
+    at::parallel_for(0, shape.batch * groups, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> workspace(sweep.forward_workspace_size());
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t n = i / groups;
+        sweep.forward_group(projection.data() + n * sweep.projection_size(), i % groups,
+                            outp + n * output_numel(), workspace.data());
+      }
+    });
+    return out;
+  }
+
+  std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>> backward(
+      const at::Tensor& grad_output_in) const {
+    const at::Tensor grad_output = grad_output_in.contiguous();
+    at::Tensor dx = at::zeros_like(x);
+    const auto& layout = sweep.layout();
+    std::vector<double> slots(shape.batch * layout.total, 0.0);
+    const T* xp = x.data_ptr<T>();
+    const T* gp = grad_output.data_ptr<T>();
+    T* dxp = dx.data_ptr<T>();
+    at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> buffers(2 * sweep.projection_size() + sweep.grad_lanes_size() + sweep.backward_workspace_size());
+      for (int64_t n = begin; n < end; ++n)
+        sweep.backward_sample(xp + n * input_numel(), gp + n * output_numel(), dxp + n * input_numel(),
+                              slots.data() + n * layout.total, buffers.data());
+    });
+    std::vector<double> total(layout.total, 0.0);
+    for (int64_t n = 0; n < shape.batch; ++n)
+      for (int64_t i = 0; i < layout.total; ++i) total[i] += slots[n * layout.total + i];
+    sweep.finalize(total.data());
+
+    auto gradient = [&](int64_t offset, const at::Tensor& like) {
+      at::Tensor g = at::empty(like.sizes(), like.options());
+      T* gp_out = g.data_ptr<T>();
+      for (int64_t i = 0; i < g.numel(); ++i) gp_out[i] = static_cast<T>(total[offset + i]);
+      return g;
+    };
+    std::vector<at::Tensor> g1, g2, gproj;
+    for (int p = 0; p < Cell::kNumParams; ++p) {
+      g1.push_back(gradient(layout.rnn1[p], rnn1[p]));
+      g2.push_back(gradient(layout.rnn2[p], rnn2[p]));
+    }
+    if (shape.global) gproj = {gradient(layout.proj_weight, proj_weight), gradient(layout.proj_bias, proj_bias)};
+    return {dx, g1, g2, gproj};
+  }
+};
+
+// Calls f(CpuSweep<Cell, T>&) for the cell and dtype of this call.
+template <class F>
+auto with_cpu_sweep(const SweepArgs& a, const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
+                    const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias, F&& f) {
+  auto run = [&](auto* type_tag) {
+    using T = std::remove_pointer_t<decltype(type_tag)>;
+    if (a.cell == CellKind::GRU) return f(CpuSweep<GRU, T>(a, x, rnn1, rnn2, proj_weight, proj_bias));
+    return f(CpuSweep<FastGRNN, T>(a, x, rnn1, rnn2, proj_weight, proj_bias));
+  };
+  if (x.scalar_type() == at::kDouble) return run(static_cast<double*>(nullptr));
+  return run(static_cast<float*>(nullptr));
+}
+
+at::Tensor forward_cpu(const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
+                       const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias,
+                       at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                       c10::string_view cell, c10::string_view gate, c10::string_view update,
+                       c10::string_view parts) {
+  const SweepArgs a = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
+                                       gate, update, parts);
+  return with_cpu_sweep(a, x, rnn1, rnn2, proj_weight, proj_bias, [](const auto& s) { return s.forward(); });
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>> backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
+    const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias,
+    at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
+    c10::string_view gate, c10::string_view update, c10::string_view parts) {
+  const SweepArgs a = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
+                                       gate, update, parts);
+  const SweepShape& s = a.shape;
+  const std::vector<int64_t> out_shape = {s.batch, s.out_channels(), s.out_h(), s.out_w()};
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_shape), "grad_output must have shape ",
+                    at::IntArrayRef(out_shape), ", got ", grad_output.sizes());
+  TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "grad_output must have the dtype of x (",
+                   x.scalar_type(), "), got ", grad_output.scalar_type());
+  TORCH_CHECK_VALUE(grad_output.device() == x.device(), "grad_output must be on the device of x");
+  return with_cpu_sweep(a, x, rnn1, rnn2, proj_weight, proj_bias,
+                        [&](const auto& sweep) { return sweep.backward(grad_output); });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(rnnpool, CPU, m) {
+  m.impl("forward", &forward_cpu);
+  m.impl("backward", &backward_cpu);
+}
+
+}  // namespace rnnpool

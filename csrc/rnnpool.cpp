@@ -1,0 +1,28 @@
+// The rnnpool operator library: every schema in one place. Backends register their kernels in
+// their own files (cpu/, cuda/) with TORCH_LIBRARY_IMPL; autograd and fake (meta) kernels are
+// registered from Python in rnnpool_ops/_ops.py.
+#include <Python.h>
+#include <torch/library.h>
+
+// Importing rnnpool_ops._C loads this library and runs the registrations below.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+
+TORCH_LIBRARY(rnnpool, m) {
+  // The patch sweep of RNNPool and ReX (SPEC sections 1-4). rnn1/rnn2 hold the cell's parameters
+  // in its own order (fastgrnn: W, U, bias_gate, bias_update, zeta, nu; gru: weight_ih, weight_hh,
+  // bias_ih, bias_hh). parts picks the output blocks, in the order R, G, C: "RC" is RNNPool,
+  // "RGC" is ReX; proj_weight/proj_bias (ReX's f_L) are required exactly when "G" is asked for.
+  m.def(
+      "forward(Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, Tensor? proj_bias, "
+      "int[2] kernel_size, int[2] stride, int[2] padding, str cell, str gate_nonlinearity, "
+      "str update_nonlinearity, str parts) -> Tensor");
+  // Gradients of forward for every tensor input; grad_proj is [] without "G", else [weight, bias].
+  m.def(
+      "backward(Tensor grad_output, Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, "
+      "Tensor? proj_bias, int[2] kernel_size, int[2] stride, int[2] padding, str cell, "
+      "str gate_nonlinearity, str update_nonlinearity, str parts) "
+      "-> (Tensor grad_x, Tensor[] grad_rnn1, Tensor[] grad_rnn2, Tensor[] grad_proj)");
+}

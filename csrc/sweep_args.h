@@ -1,0 +1,28 @@
+// Checks the sweep op's arguments (for every backend) and turns them into the core's description.
+// Every failure is a c10::Error (a Python RuntimeError/ValueError) naming the argument and what was
+// expected, raised before any kernel runs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "core/cells.h"
+#include "core/sweep.h"
+
+namespace rnnpool {
+
+struct SweepArgs {
+  SweepShape shape;
+  CellKind cell;
+  Nonlinearity gate, update;
+};
+
+SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
+                           const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias,
+                           at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                           c10::string_view cell, c10::string_view gate_nonlinearity,
+                           c10::string_view update_nonlinearity, c10::string_view parts);
+
+}  // namespace rnnpool

@@ -1,0 +1,67 @@
+"""Loads the compiled operators (rnnpool_ops._C) and registers what torch needs around them:
+fake kernels for tracing (torch.compile, torch.export) and autograd.
+
+The schemas themselves live in csrc/rnnpool.cpp.
+"""
+
+import torch
+
+from ._checks import check_sweep_args
+
+try:
+    from . import _C  # noqa: F401  (loading it registers torch.ops.rnnpool.*)
+
+    EXTENSION_ERROR = None
+except ImportError as error:  # a source checkout that was never built
+    EXTENSION_ERROR = error
+
+
+def extension_available():
+    return EXTENSION_ERROR is None
+
+
+def require_extension():
+    if EXTENSION_ERROR is not None:
+        raise RuntimeError(
+            "the rnnpool_ops C++ extension is not built "
+            f"({EXTENSION_ERROR}); run `pip install --no-build-isolation -e .` or use "
+            "backend='reference'"
+        )
+
+
+if extension_available():
+
+    @torch.library.register_fake("rnnpool::forward")
+    def _forward_fake(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
+                      gate_nonlinearity, update_nonlinearity, parts):
+        shape = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding,
+                                 cell, gate_nonlinearity, update_nonlinearity, parts)
+        return x.new_empty(shape)
+
+    @torch.library.register_fake("rnnpool::backward")
+    def _backward_fake(grad_output, x, rnn1, rnn2, proj_weight, proj_bias, *config):
+        grad_proj = [] if proj_weight is None else [torch.empty_like(proj_weight), torch.empty_like(proj_bias)]
+        return (
+            torch.empty_like(x, memory_format=torch.contiguous_format),
+            [torch.empty_like(p) for p in rnn1],
+            [torch.empty_like(p) for p in rnn2],
+            grad_proj,
+        )
+
+    def _setup_context(ctx, inputs, output):
+        x, rnn1, rnn2, proj_weight, proj_bias, *config = inputs
+        ctx.num_rnn1 = len(rnn1)
+        ctx.config = config
+        ctx.save_for_backward(x, proj_weight, proj_bias, *rnn1, *rnn2)
+
+    def _backward(ctx, grad_output):
+        x, proj_weight, proj_bias, *cells = ctx.saved_tensors
+        rnn1, rnn2 = cells[: ctx.num_rnn1], cells[ctx.num_rnn1 :]
+        grad_x, grad_rnn1, grad_rnn2, grad_proj = torch.ops.rnnpool.backward(
+            grad_output, x, rnn1, rnn2, proj_weight, proj_bias, *ctx.config
+        )
+        grad_proj_weight, grad_proj_bias = grad_proj if grad_proj else (None, None)
+        no_grad_for_config = [None] * len(ctx.config)
+        return (grad_x, grad_rnn1, grad_rnn2, grad_proj_weight, grad_proj_bias, *no_grad_for_config)
+
+    torch.library.register_autograd("rnnpool::forward", _backward, setup_context=_setup_context)

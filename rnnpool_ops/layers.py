@@ -1,0 +1,82 @@
+"""RNNPool2d and ReX2d: modules holding the cells (rnn1, rnn2) and, for ReX, the projection f_L."""
+
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+from . import edgeml, functional
+from ._checks import VALID_PARTS, output_channels
+from .cells import cell_kind, cell_nonlinearities, cell_parameters, make_cell
+
+
+class _PatchSweep2d(nn.Module):
+    def __init__(self, in_channels, hidden1, hidden2, kernel_size, stride, padding, cell, gate, update, parts,
+                 backend):
+        super().__init__()
+        if parts not in VALID_PARTS:
+            raise ValueError(f"parts must be one of {VALID_PARTS}, got {parts!r}")
+        if backend not in functional.BACKENDS:
+            raise ValueError(f"backend must be one of {functional.BACKENDS}, got {backend!r}")
+        self.in_channels, self.hidden1, self.hidden2 = in_channels, hidden1, hidden2
+        self.kernel_size = _pair(kernel_size)
+        self.stride = self.kernel_size if stride is None else _pair(stride)
+        self.padding = _pair(padding)
+        self.parts = parts
+        self.backend = backend
+        self.out_channels = output_channels(parts, hidden2)
+        self.rnn1 = make_cell(cell, in_channels, hidden1, gate, update)
+        self.rnn2 = make_cell(cell, hidden1, hidden2, gate, update)
+        if "G" in parts:
+            self.proj = nn.Linear((self.kernel_size[0] + self.kernel_size[1]) * hidden1, 4 * hidden2)
+
+    def forward(self, x):
+        gate, update = cell_nonlinearities(self.rnn1)
+        proj = getattr(self, "proj", None)
+        return functional.patch_sweep(
+            x, cell_parameters(self.rnn1), cell_parameters(self.rnn2),
+            None if proj is None else proj.weight, None if proj is None else proj.bias,
+            self.kernel_size, self.stride, self.padding, cell_kind(self.rnn1), gate, update, self.parts,
+            self.backend,
+        )
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, hidden1={self.hidden1}, hidden2={self.hidden2}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"parts={self.parts!r}, out_channels={self.out_channels}, backend={self.backend!r}")
+
+
+class RNNPool2d(_PatchSweep2d):
+    """RNNPool (NeurIPS 2020): [N, C, H, W] -> [N, 4*hidden2, H', W'].
+
+    stride=None means stride = kernel_size, as in PyTorch's pooling layers. cell is "fastgrnn"
+    (gate/update nonlinearities: sigmoid, tanh, quantSigm, quantTanh) or "gru".
+    """
+
+    def __init__(self, in_channels, hidden1, hidden2, kernel_size, stride=None, padding=0, cell="fastgrnn",
+                 gate="sigmoid", update="tanh", backend="auto"):
+        super().__init__(in_channels, hidden1, hidden2, kernel_size, stride, padding, cell, gate, update, "RC",
+                         backend)
+
+    @classmethod
+    def from_edgeml(cls, state_dict, kernel_size, stride=None, padding=0, prefix="", gate="sigmoid",
+                    update="tanh", backend="auto"):
+        """An RNNPool2d holding the weights of an EdgeML RNNPool state dict (SPEC section 4).
+
+        EdgeML's module takes already-unfolded patches, so the patch size and stride its model used
+        must be given here. gate/update are the nonlinearities the EdgeML cells were built with.
+        """
+        in_channels, hidden1, hidden2 = edgeml.edgeml_rnnpool_sizes(state_dict, prefix)
+        layer = cls(in_channels, hidden1, hidden2, kernel_size, stride, padding, "fastgrnn", gate, update, backend)
+        layer.load_state_dict(edgeml.convert_rnnpool_state_dict(state_dict, prefix))
+        return layer
+
+
+class ReX2d(_PatchSweep2d):
+    """ReX (AAAI 2022): [N, C, H, W] -> [N, 8*hidden2, H', W'], channels [V^R, V^G, V^C].
+
+    parts selects blocks for the paper's ablations ("RC" drops V^G, ...); out_channels follows.
+    """
+
+    def __init__(self, in_channels, hidden1, hidden2, kernel_size, stride=None, padding=0, cell="gru",
+                 gate="sigmoid", update="tanh", parts="RGC", backend="auto"):
+        super().__init__(in_channels, hidden1, hidden2, kernel_size, stride, padding, cell, gate, update, parts,
+                         backend)
