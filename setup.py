@@ -20,9 +20,9 @@ ext = CppExtension(
     name="rnnpool_ops._C",
     sources=sources("*.cpp", "cpu/*.cpp"),
     include_dirs=[str(CSRC)],
-    # -O3 lets GCC vectorise the lane loops of csrc/core; no -march flags, so the wheel runs on any
-    # x86-64 (per-ISA paths are selected at run time, not at build time).
-    extra_compile_args={"cxx": ["-O3", "-fopenmp"]},
+    # -O3 -fno-trapping-math let GCC vectorise the element-wise loops of csrc/core (they contain
+    # float selects); no -march flags, so the build runs on any x86-64.
+    extra_compile_args={"cxx": ["-O3", "-fno-trapping-math", "-fopenmp"]},
     extra_link_args=["-fopenmp"],
 )
 

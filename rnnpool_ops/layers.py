@@ -65,8 +65,9 @@ class RNNPool2d(_PatchSweep2d):
         must be given here. gate/update are the nonlinearities the EdgeML cells were built with.
         """
         in_channels, hidden1, hidden2 = edgeml.edgeml_rnnpool_sizes(state_dict, prefix)
+        converted = edgeml.convert_rnnpool_state_dict(state_dict, prefix)
         layer = cls(in_channels, hidden1, hidden2, kernel_size, stride, padding, "fastgrnn", gate, update, backend)
-        layer.load_state_dict(edgeml.convert_rnnpool_state_dict(state_dict, prefix))
+        layer.to(converted["rnn1.W"].dtype).load_state_dict(converted)  # keep the checkpoint's precision
         return layer
 
 

@@ -1,18 +1,21 @@
 // The patch-wise RNNPool / ReX sweep (SPEC sections 1-3), torch-free.
 //
-// Work is organised in "groups" of L patches of one sample that are swept together, one patch per
-// lane (lanes.h): every row/column/bidirectional sequence of the group advances in lock-step, so
-// the recurrent weights stay in cache and each step is a small dense kernel over L lanes.
+// A sample is processed in three phases, each shared as widely as the math allows:
+//   1. project:   RNN1's input projection W x of every pixel, once (a pixel is read by up to
+//                 (kh/sh)(kw/sw) patches, and by both their row and column passes);
+//   2. summarize: RNN1 over every distinct row and column sequence. A row summary depends only on
+//                 its image row and the patch column it starts in, so vertically overlapping
+//                 patches share it (and column summaries are shared across horizontally
+//                 overlapping patches): with patch 6 / stride 4 this is 2/3 of the naive work;
+//   3. pool:      per patch, RNN2 both ways over the gathered summaries and ReX's projection.
+// Phases 2 and 3 work in "groups" of L sequences or patches swept together, one per lane
+// (lanes.h), so every step is a small dense kernel over L lanes with the weights in cache.
 //
-// The input projection W_input x of RNN1 is computed once per pixel for the whole sample
-// (project_pixels) and gathered by every patch and pass that reads the pixel; likewise
-// RNN2's projection of each summary is computed once and read by both directions.
-//
-// Backward recomputes a group's forward with a tape (the cell activations of every step, a few
-// tens of KiB per group) instead of storing them for the whole batch between the two passes:
-// recomputing costs about one extra forward, storing would cost ~(2 kh kw + 2 (kh+kw)) x 3-5 x
-// hidden values per patch of memory traffic. Parameter gradients accumulate per lane and are summed
-// over lanes and then over samples in a fixed order, so results do not depend on the thread count.
+// Backward recomputes each group's forward with a tape (the cell activations of every step, a few
+// KiB per group) instead of keeping them from the forward: recomputing costs one extra forward,
+// keeping would cost ~3-5 x hidden values per step for the whole batch in memory traffic.
+// Parameter gradients accumulate per lane and are summed over lanes and then over samples in a
+// fixed order, so results do not depend on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -142,64 +145,95 @@ class PatchSweep {
         g1_(Cell::kGates * s.hidden1),
         g2_(Cell::kGates * s.hidden2),
         tape1_(Cell::tape_size(s.hidden1)),
-        tape2_(Cell::tape_size(s.hidden2)) {
-    const int64_t kh = s.kernel_h, kw = s.kernel_w, ns = s.summaries();
+        tape2_(Cell::tape_size(s.hidden2)),
+        covered_rows_(covered(s.out_h(), s.stride_h, s.kernel_h)),
+        covered_cols_(covered(s.out_w(), s.stride_w, s.kernel_w)),
+        padded_h_((s.out_h() - 1) * s.stride_h + s.kernel_h),
+        padded_w_((s.out_w() - 1) * s.stride_w + s.kernel_w) {
+    const int64_t longest = std::max(s.kernel_h, s.kernel_w), ns = s.summaries();
     int64_t at = 0;
     auto take = [&at](int64_t n) { const int64_t o = at; at += n; return o; };
-    A_ = take(kh * kw * g1_ * L);
+    // summarize: inputs, state, and (backward) tape and input gradients of one sequence group
+    A_ = take(longest * g1_ * L);
+    H_ = take(s.hidden1 * L);
+    // pool: summaries, RNN2 inputs, results, V^G
     S_ = take(ns * s.hidden1 * L);
     B_ = take(ns * g2_ * L);
     Q_ = take(4 * s.hidden2 * L);
     G_ = take(4 * s.hidden2 * L);
     scratch_ = take(std::max(Cell::scratch_size(s.hidden1), Cell::scratch_size(s.hidden2)));
-    forward_size_ = at;
-    T1_ = take(2 * kh * kw * tape1_);
+    workspace_size_ = at;
+    T1_ = take(longest * tape1_);
+    dA_ = take(longest * g1_ * L);
     T2_ = take(2 * ns * tape2_);
-    dA_ = take(kh * kw * g1_ * L);
     dS_ = take(ns * s.hidden1 * L);
     dB_ = take(ns * g2_ * L);
     dQ_ = take(4 * s.hidden2 * L);
     dG_ = take(4 * s.hidden2 * L);
-    backward_size_ = at;
+    backward_workspace_size_ = at;
   }
 
   const GradLayout<Cell>& layout() const { return layout_; }
-  int64_t groups_per_sample() const { return (s_.patches() + L - 1) / L; }
   int64_t projection_size() const { return s_.pixels() * g1_; }  // per sample
-  int64_t forward_workspace_size() const { return forward_size_; }
-  int64_t backward_workspace_size() const { return backward_size_; }
+  // Row summaries [out_w][padded_h][h1], then column summaries [out_h][padded_w][h1] (per sample).
+  int64_t summaries_size() const { return (s_.out_w() * padded_h_ + s_.out_h() * padded_w_) * s_.hidden1; }
+  int64_t sequence_groups() const { return row_groups() + col_groups(); }
+  int64_t patch_groups() const { return (s_.patches() + L - 1) / L; }
+  int64_t workspace_size() const { return workspace_size_; }
   int64_t grad_lanes_size() const { return layout_.total * L; }
+  int64_t backward_buffer_size() const {
+    return 2 * projection_size() + 2 * summaries_size() + grad_lanes_size() + backward_workspace_size_;
+  }
 
-  // RNN1's input projection of one sample's pixels [begin, end), pixel-major: P[pix][gate*h1].
+  // Phase 1 for pixels [begin, end) of one sample [C][H][W]: P[pix][gate * h1].
   void project(const T* x_sample, int64_t begin, int64_t end, T* P) const {
     project_pixels(p_.rnn1[0], g1_, s_.channels, x_sample, s_.pixels(), begin, end, P);
   }
 
-  // One group of one sample: P from project(), out the sample's output [C_out][out_h * out_w].
-  void forward_group(const T* P, int64_t group, T* out, T* ws) const {
-    const Lanes lanes = make_lanes(group);
-    forward_pass(P, lanes, ws, /*record=*/false);
+  // Phase 2 for one group of sequences of a sample: writes their summaries.
+  void summarize(const T* P, int64_t group, T* summaries, T* ws) const {
+    const SequenceLanes lanes = sequence_lanes(group);
+    run_rnn1(P, lanes, ws, /*record=*/false);
+    const T* h = ws + H_;
+    for (int l = 0; l < lanes.count; ++l)
+      for (int64_t k = 0; k < s_.hidden1; ++k) summaries[lanes.summary[l] * s_.hidden1 + k] = h[k * L + l];
+  }
+
+  // Phase 3 for one group of patches of a sample: writes out [C_out][out_h * out_w].
+  void pool(const T* summaries, int64_t group, T* out, T* ws) const {
+    const PatchLanes lanes = patch_lanes(group);
+    run_pool(summaries, lanes, ws, /*record=*/false);
     for_each_output_block<const T*>(ws + Q_, ws + G_, [&](const T* block, int64_t rows, int64_t channel) {
       for (int l = 0; l < lanes.count; ++l)
         for (int64_t k = 0; k < rows; ++k) out[(channel + k) * s_.patches() + lanes.patch[l]] = block[k * L + l];
     });
   }
 
-  // The whole backward of one sample. dx_sample is overwritten; grad (layout()) is accumulated.
-  // buffers: 2 * projection_size() + grad_lanes_size() + backward_workspace_size() elements.
+  // The whole backward of one sample. dx_sample is overwritten; grad (see layout()) is accumulated.
+  // buffers: backward_buffer_size() elements.
   void backward_sample(const T* x_sample, const T* grad_out, T* dx_sample, double* grad, T* buffers) const {
     T* P = buffers;
     T* dP = P + projection_size();
-    T* grad_lanes = dP + projection_size();
+    T* summaries = dP + projection_size();
+    T* d_summaries = summaries + summaries_size();
+    T* grad_lanes = d_summaries + summaries_size();
     T* ws = grad_lanes + grad_lanes_size();
     project(x_sample, 0, s_.pixels(), P);
-    fill(dP, projection_size(), T(0));
+    for (int64_t g = 0; g < sequence_groups(); ++g) summarize(P, g, summaries, ws);
+    fill(d_summaries, summaries_size(), T(0));
     fill(grad_lanes, grad_lanes_size(), T(0));
-    const int64_t groups = groups_per_sample();
-    for (int64_t group = 0; group < groups; ++group) {
-      backward_group(P, grad_out, group, dP, grad_lanes, ws);
-      // Flushing per lane sums every few groups bounds the length of the float sums.
-      if ((group + 1) % kGroupsPerFlush == 0 || group + 1 == groups) flush_lanes(grad_lanes, grad);
+    // Flushing the per-lane sums every few groups bounds the length of the float sums.
+    auto flush_every = [&](int64_t g, int64_t groups) {
+      if ((g + 1) % kGroupsPerFlush == 0 || g + 1 == groups) flush_lanes(grad_lanes, grad);
+    };
+    for (int64_t g = 0; g < patch_groups(); ++g) {
+      pool_backward(summaries, grad_out, g, d_summaries, grad_lanes, ws);
+      flush_every(g, patch_groups());
+    }
+    fill(dP, projection_size(), T(0));
+    for (int64_t g = 0; g < sequence_groups(); ++g) {
+      summarize_backward(P, d_summaries, g, dP, grad_lanes, ws);
+      flush_every(g, sequence_groups());
     }
     project_pixels_backward(p_.rnn1[0], g1_, s_.channels, x_sample, s_.pixels(), dP, dx_sample,
                             grad + layout_.rnn1[0]);
@@ -217,53 +251,94 @@ class PatchSweep {
  private:
   static constexpr int64_t kGroupsPerFlush = 8;
 
-  struct Lanes {
+  // Padded rows (or columns) that some patch covers; with stride > kernel the gaps are skipped.
+  static std::vector<int64_t> covered(int64_t out, int64_t stride, int64_t kernel) {
+    std::vector<int64_t> v;
+    for (int64_t y = 0; y < (out - 1) * stride + kernel; ++y)
+      if (y % stride < kernel) v.push_back(y);
+    return v;
+  }
+
+  int64_t row_sequences() const { return s_.out_w() * static_cast<int64_t>(covered_rows_.size()); }
+  int64_t col_sequences() const { return s_.out_h() * static_cast<int64_t>(covered_cols_.size()); }
+  int64_t row_groups() const { return (row_sequences() + L - 1) / L; }
+  int64_t col_groups() const { return (col_sequences() + L - 1) / L; }
+  int64_t row_summary(int64_t out_x, int64_t padded_y) const { return out_x * padded_h_ + padded_y; }
+  int64_t col_summary(int64_t out_y, int64_t padded_x) const {
+    return s_.out_w() * padded_h_ + out_y * padded_w_ + padded_x;
+  }
+
+  // L row sequences (or L column sequences): their first pixel (image coordinates), the step
+  // between pixels, and where their summary goes. Idle lanes read only padding and write nothing.
+  struct SequenceLanes {
     int count;
-    int64_t patch[L], top[L], left[L];
+    int64_t length, step_y, step_x;
+    int64_t y0[L], x0[L], summary[L];
   };
 
-  Lanes make_lanes(int64_t group) const {
-    Lanes lanes;
-    const int64_t first = group * L;
-    lanes.count = static_cast<int>(std::min<int64_t>(L, s_.patches() - first));
+  SequenceLanes sequence_lanes(int64_t group) const {
+    SequenceLanes lanes;
+    const bool rows = group < row_groups();
+    const int64_t first = (rows ? group : group - row_groups()) * L;
+    const int64_t total = rows ? row_sequences() : col_sequences();
+    lanes.count = static_cast<int>(std::min<int64_t>(L, total - first));
+    lanes.length = rows ? s_.kernel_w : s_.kernel_h;
+    lanes.step_y = rows ? 0 : 1;
+    lanes.step_x = rows ? 1 : 0;
     for (int l = 0; l < L; ++l) {
-      if (l < lanes.count) {
-        const int64_t p = first + l, oy = p / s_.out_w(), ox = p % s_.out_w();
-        lanes.patch[l] = p;
-        lanes.top[l] = oy * s_.stride_h - s_.pad_h;
-        lanes.left[l] = ox * s_.stride_w - s_.pad_w;
-      } else {  // an idle lane reads only padding (zeros) and writes nothing
-        lanes.patch[l] = -1;
-        lanes.top[l] = -s_.kernel_h;
-        lanes.left[l] = -s_.kernel_w;
+      lanes.y0[l] = -s_.kernel_h - 1, lanes.x0[l] = -s_.kernel_w - 1, lanes.summary[l] = -1;
+      if (l >= lanes.count) continue;
+      const int64_t q = first + l;
+      if (rows) {
+        const int64_t ox = q / covered_rows_.size(), y = covered_rows_[q % covered_rows_.size()];
+        lanes.y0[l] = y - s_.pad_h, lanes.x0[l] = ox * s_.stride_w - s_.pad_w;
+        lanes.summary[l] = row_summary(ox, y);
+      } else {
+        const int64_t oy = q / covered_cols_.size(), x = covered_cols_[q % covered_cols_.size()];
+        lanes.y0[l] = oy * s_.stride_h - s_.pad_h, lanes.x0[l] = x - s_.pad_w;
+        lanes.summary[l] = col_summary(oy, x);
       }
     }
     return lanes;
   }
 
-  // Calls visit(pixel_index_or_minus_1, a_offset) for every (patch pixel, lane) of the group.
+  struct PatchLanes {
+    int count;
+    int64_t patch[L], out_y[L], out_x[L];
+  };
+
+  PatchLanes patch_lanes(int64_t group) const {
+    PatchLanes lanes;
+    const int64_t first = group * L;
+    lanes.count = static_cast<int>(std::min<int64_t>(L, s_.patches() - first));
+    for (int l = 0; l < lanes.count; ++l) {
+      lanes.patch[l] = first + l;
+      lanes.out_y[l] = (first + l) / s_.out_w();
+      lanes.out_x[l] = (first + l) % s_.out_w();
+    }
+    return lanes;
+  }
+
+  // Calls visit(pixel index or -1 for padding, offset of (step, lane) in a [len][g1][L] block).
   template <class F>
-  void for_each_patch_pixel(const Lanes& lanes, F&& visit) const {
-    for (int64_t i = 0; i < s_.kernel_h; ++i)
+  void for_each_sequence_pixel(const SequenceLanes& lanes, F&& visit) const {
+    for (int64_t t = 0; t < lanes.length; ++t)
+      for (int l = 0; l < L; ++l) {
+        const int64_t y = lanes.y0[l] + t * lanes.step_y, x = lanes.x0[l] + t * lanes.step_x;
+        const bool inside = y >= 0 && y < s_.height && x >= 0 && x < s_.width;
+        visit(inside ? y * s_.width + x : -1, t * g1_ * L + l);
+      }
+  }
+
+  // Calls visit(summary index, offset of (summary slot, lane) in a [kh + kw][h1][L] block).
+  template <class F>
+  void for_each_patch_summary(const PatchLanes& lanes, F&& visit) const {
+    for (int l = 0; l < lanes.count; ++l) {
+      const int64_t top = lanes.out_y[l] * s_.stride_h, left = lanes.out_x[l] * s_.stride_w;
+      for (int64_t i = 0; i < s_.kernel_h; ++i) visit(row_summary(lanes.out_x[l], top + i), i * s_.hidden1 * L + l);
       for (int64_t j = 0; j < s_.kernel_w; ++j)
-        for (int l = 0; l < L; ++l) {
-          const int64_t y = lanes.top[l] + i, x = lanes.left[l] + j;
-          const bool inside = y >= 0 && y < s_.height && x >= 0 && x < s_.width;
-          visit(inside ? y * s_.width + x : -1, (i * s_.kernel_w + j) * g1_ * L + l);
-        }
-  }
-
-  void gather(const T* P, const Lanes& lanes, T* A) const {
-    for_each_patch_pixel(lanes, [&](int64_t pix, int64_t a) {
-      for (int64_t g = 0; g < g1_; ++g) A[a + g * L] = pix >= 0 ? P[pix * g1_ + g] : T(0);
-    });
-  }
-
-  void scatter_add(const T* dA, const Lanes& lanes, T* dP) const {
-    for_each_patch_pixel(lanes, [&](int64_t pix, int64_t a) {
-      if (pix < 0) return;
-      for (int64_t g = 0; g < g1_; ++g) dP[pix * g1_ + g] += dA[a + g * L];
-    });
+        visit(col_summary(lanes.out_y[l], left + j), (s_.kernel_h + j) * s_.hidden1 * L + l);
+    }
   }
 
   // visit(lane block, rows, first output channel) for each output part, in the order R, G, C.
@@ -298,7 +373,8 @@ class PatchSweep {
   static void run_sequence(const Weights& w, int64_t hidden, const T* x0, int64_t x_stride, int64_t len, T* h,
                            T* tape, int64_t tape_stride, T* scratch) {
     fill(h, hidden * L, T(0));
-    for (int64_t t = 0; t < len; ++t) Cell::step(w, x0 + t * x_stride, h, tape ? tape + t * tape_stride : nullptr, scratch);
+    for (int64_t t = 0; t < len; ++t)
+      Cell::step(w, x0 + t * x_stride, h, tape ? tape + t * tape_stride : nullptr, scratch);
   }
 
   // dh: gradient of the final state (consumed). dx0: gradients of the inputs (accumulated).
@@ -308,20 +384,25 @@ class PatchSweep {
       Cell::step_backward(w, tape + t * tape_stride, dh, dx0 + t * x_stride, grad, scratch);
   }
 
-  void forward_pass(const T* P, const Lanes& lanes, T* ws, bool record) const {
-    const int64_t kh = s_.kernel_h, kw = s_.kernel_w, h1L = s_.hidden1 * L, h2L = s_.hidden2 * L;
-    const int64_t a_step = g1_ * L, b_step = g2_ * L;
-    T *A = ws + A_, *S = ws + S_, *B = ws + B_, *Q = ws + Q_, *scratch = ws + scratch_;
-    T* tape1 = record ? ws + T1_ : nullptr;
+  // RNN1 over one group of sequences: final states in ws[H_].
+  void run_rnn1(const T* P, const SequenceLanes& lanes, T* ws, bool record) const {
+    T* A = ws + A_;
+    for_each_sequence_pixel(lanes, [&](int64_t pix, int64_t a) {
+      for (int64_t g = 0; g < g1_; ++g) A[a + g * L] = pix >= 0 ? P[pix * g1_ + g] : T(0);
+    });
+    run_sequence(rnn1_, s_.hidden1, A, g1_ * L, lanes.length, ws + H_, record ? ws + T1_ : nullptr, tape1_,
+                 ws + scratch_);
+  }
+
+  // RNN2 and the projection over one group of patches: results in ws[Q_], ws[G_].
+  void run_pool(const T* summaries, const PatchLanes& lanes, T* ws, bool record) const {
+    const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
+    T *S = ws + S_, *B = ws + B_, *Q = ws + Q_, *scratch = ws + scratch_;
     T* tape2 = record ? ws + T2_ : nullptr;
-    gather(P, lanes, A);
-    // RNN1 along each row (left to right), then each column (top to bottom).
-    for (int64_t i = 0; i < kh; ++i)
-      run_sequence(rnn1_, s_.hidden1, A + i * kw * a_step, a_step, kw, S + i * h1L,
-                   tape1 ? tape1 + i * kw * tape1_ : nullptr, tape1_, scratch);
-    for (int64_t j = 0; j < kw; ++j)
-      run_sequence(rnn1_, s_.hidden1, A + j * a_step, kw * a_step, kh, S + (kh + j) * h1L,
-                   tape1 ? tape1 + (kh * kw + j * kh) * tape1_ : nullptr, tape1_, scratch);
+    if (lanes.count < L) fill(S, s_.summaries() * h1L, T(0));
+    for_each_patch_summary(lanes, [&](int64_t summary, int64_t at) {
+      for (int64_t k = 0; k < s_.hidden1; ++k) S[at + k * L] = summaries[summary * s_.hidden1 + k];
+    });
     if (s_.needs_rnn2()) {
       for (int64_t k = rnn2_first_summary(); k < rnn2_end_summary(); ++k) {
         fill(B + k * b_step, b_step, T(0));
@@ -338,29 +419,31 @@ class PatchSweep {
     }
   }
 
-  void backward_group(const T* P, const T* grad_out, int64_t group, T* dP, T* grad_lanes, T* ws) const {
-    const Lanes lanes = make_lanes(group);
-    forward_pass(P, lanes, ws, /*record=*/true);
-    const int64_t kh = s_.kernel_h, kw = s_.kernel_w, h1L = s_.hidden1 * L, h2L = s_.hidden2 * L;
-    const int64_t a_step = g1_ * L, b_step = g2_ * L;
-    const T *S = ws + S_, *tape1 = ws + T1_, *tape2 = ws + T2_;
-    T *dA = ws + dA_, *dS = ws + dS_, *dB = ws + dB_, *scratch = ws + scratch_;
-    T* grad1[Cell::kNumParams];
+  // Pointers to one cell's per-lane gradient accumulators, in parameter order.
+  void lane_grads(T* grad_lanes, const int64_t* offsets, T** out) const {
+    for (int p = 0; p < Cell::kNumParams; ++p) out[p] = grad_lanes + offsets[p] * L;
+  }
+
+  // Backward of phase 3 for one group of patches: accumulates d_summaries and parameter gradients.
+  void pool_backward(const T* summaries, const T* grad_out, int64_t group, T* d_summaries, T* grad_lanes,
+                     T* ws) const {
+    const PatchLanes lanes = patch_lanes(group);
+    run_pool(summaries, lanes, ws, /*record=*/true);
+    const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
+    const T *S = ws + S_, *tape2 = ws + T2_;
+    T *dS = ws + dS_, *dB = ws + dB_, *dQ = ws + dQ_, *dG = ws + dG_, *scratch = ws + scratch_;
     T* grad2[Cell::kNumParams];
-    for (int p = 0; p < Cell::kNumParams; ++p)
-      grad1[p] = grad_lanes + layout_.rnn1[p] * L, grad2[p] = grad_lanes + layout_.rnn2[p] * L;
+    lane_grads(grad_lanes, layout_.rnn2, grad2);
 
     // The output gradient, laid out like the forward's Q and G blocks; idle lanes get 0.
-    fill(ws + dQ_, 4 * h2L, T(0));
-    fill(ws + dG_, 4 * h2L, T(0));
-    for_each_output_block<T*>(ws + dQ_, ws + dG_, [&](T* dblock, int64_t rows, int64_t channel) {
+    fill(dQ, 4 * h2L, T(0));
+    fill(dG, 4 * h2L, T(0));
+    for_each_output_block<T*>(dQ, dG, [&](T* dblock, int64_t rows, int64_t channel) {
       for (int l = 0; l < lanes.count; ++l)
         for (int64_t k = 0; k < rows; ++k) dblock[k * L + l] = grad_out[(channel + k) * s_.patches() + lanes.patch[l]];
     });
-
     fill(dS, s_.summaries() * h1L, T(0));
     if (s_.global) {
-      const T* dG = ws + dG_;
       const int64_t in = s_.summaries() * s_.hidden1;
       outer_accumulate<T, L>(dG, 4 * s_.hidden2, S, in, grad_lanes + layout_.proj_weight * L);
       add_lanes<T, L>(dG, 4 * s_.hidden2, grad_lanes + layout_.proj_bias * L);
@@ -368,7 +451,6 @@ class PatchSweep {
     }
     if (s_.needs_rnn2()) {
       fill(dB, s_.summaries() * b_step, T(0));
-      T* dQ = ws + dQ_;
       for_each_rnn2_sequence([&](int64_t first, int64_t dir, int64_t len, int64_t slot, int64_t tape_slot) {
         run_sequence_backward(rnn2_, dB + first * b_step, dir * b_step, len, dQ + slot * h2L,
                               tape2 + tape_slot * tape2_, tape2_, grad2, scratch);
@@ -378,14 +460,28 @@ class PatchSweep {
         outer_accumulate<T, L>(dB + k * b_step, g2_, S + k * h1L, s_.hidden1, grad2[0]);
       }
     }
-    fill(dA, kh * kw * a_step, T(0));
-    for (int64_t i = 0; i < kh; ++i)
-      run_sequence_backward(rnn1_, dA + i * kw * a_step, a_step, kw, dS + i * h1L, tape1 + i * kw * tape1_, tape1_,
-                            grad1, scratch);
-    for (int64_t j = 0; j < kw; ++j)
-      run_sequence_backward(rnn1_, dA + j * a_step, kw * a_step, kh, dS + (kh + j) * h1L,
-                            tape1 + (kh * kw + j * kh) * tape1_, tape1_, grad1, scratch);
-    scatter_add(dA, lanes, dP);
+    for_each_patch_summary(lanes, [&](int64_t summary, int64_t at) {
+      for (int64_t k = 0; k < s_.hidden1; ++k) d_summaries[summary * s_.hidden1 + k] += dS[at + k * L];
+    });
+  }
+
+  // Backward of phase 2 for one group of sequences: accumulates dP and parameter gradients.
+  void summarize_backward(const T* P, const T* d_summaries, int64_t group, T* dP, T* grad_lanes, T* ws) const {
+    const SequenceLanes lanes = sequence_lanes(group);
+    run_rnn1(P, lanes, ws, /*record=*/true);
+    T* dh = ws + H_;
+    T* dA = ws + dA_;
+    T* grad1[Cell::kNumParams];
+    lane_grads(grad_lanes, layout_.rnn1, grad1);
+    fill(dh, s_.hidden1 * L, T(0));
+    for (int l = 0; l < lanes.count; ++l)
+      for (int64_t k = 0; k < s_.hidden1; ++k) dh[k * L + l] = d_summaries[lanes.summary[l] * s_.hidden1 + k];
+    fill(dA, lanes.length * g1_ * L, T(0));
+    run_sequence_backward(rnn1_, dA, g1_ * L, lanes.length, dh, ws + T1_, tape1_, grad1, ws + scratch_);
+    for_each_sequence_pixel(lanes, [&](int64_t pix, int64_t a) {
+      if (pix < 0) return;
+      for (int64_t g = 0; g < g1_; ++g) dP[pix * g1_ + g] += dA[a + g * L];
+    });
   }
 
   void flush_lanes(T* grad_lanes, double* grad) const {
@@ -402,9 +498,11 @@ class PatchSweep {
   GradLayout<Cell> layout_;
   Weights rnn1_, rnn2_;
   int64_t g1_, g2_, tape1_, tape2_;
+  std::vector<int64_t> covered_rows_, covered_cols_;  // padded coordinates
+  int64_t padded_h_, padded_w_;                       // extent the patches cover, padding included
   // Workspace offsets (elements): forward blocks, then the backward-only ones.
-  int64_t A_, S_, B_, Q_, G_, scratch_, forward_size_;
-  int64_t T1_, T2_, dA_, dS_, dB_, dQ_, dG_, backward_size_;
+  int64_t A_, H_, S_, B_, Q_, G_, scratch_, workspace_size_;
+  int64_t T1_, dA_, T2_, dS_, dB_, dQ_, dG_, backward_workspace_size_;
 };
 
 }  // namespace rnnpool

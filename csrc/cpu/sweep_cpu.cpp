@@ -1,8 +1,8 @@
 // CPU kernels of rnnpool::forward / rnnpool::backward: argument checks, threading with
 // at::parallel_for, and the torch-free core (csrc/core/sweep.h) doing the math.
 //
-// Forward: RNN1's input projection of every pixel (parallel over pixel blocks), then the patch
-// groups (parallel over groups). Backward: parallel over samples; each sample's parameter gradients
+// Forward: the three phases of csrc/core/sweep.h one after the other, each parallel over its
+// pixel blocks or groups. Backward: parallel over samples; each sample's parameter gradients
 // go to their own slot and the slots are summed in sample order, so every result is the same for
 // any thread count.
 #include <ATen/ATen.h>
@@ -79,14 +79,20 @@ struct CpuSweep {
                       projection.data() + n * sweep.projection_size());
       }
     });
-    const int64_t groups = sweep.groups_per_sample();
-    at::parallel_for(0, shape.batch * groups, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> workspace(sweep.forward_workspace_size());
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / groups;
-        sweep.forward_group(projection.data() + n * sweep.projection_size(), i % groups,
-                            outp + n * output_numel(), workspace.data());
-      }
+    std::vector<T> summaries(shape.batch * sweep.summaries_size());
+    // Runs f(n, group, workspace) for every group of every sample, in parallel.
+    auto for_each_group = [&](int64_t groups, auto&& f) {
+      at::parallel_for(0, shape.batch * groups, 1, [&](int64_t begin, int64_t end) {
+        std::vector<T> workspace(sweep.workspace_size());
+        for (int64_t i = begin; i < end; ++i) f(i / groups, i % groups, workspace.data());
+      });
+    };
+    for_each_group(sweep.sequence_groups(), [&](int64_t n, int64_t group, T* ws) {
+      sweep.summarize(projection.data() + n * sweep.projection_size(), group,
+                      summaries.data() + n * sweep.summaries_size(), ws);
+    });
+    for_each_group(sweep.patch_groups(), [&](int64_t n, int64_t group, T* ws) {
+      sweep.pool(summaries.data() + n * sweep.summaries_size(), group, outp + n * output_numel(), ws);
     });
     return out;
   }
@@ -101,7 +107,7 @@ struct CpuSweep {
     const T* gp = grad_output.data_ptr<T>();
     T* dxp = dx.data_ptr<T>();
     at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> buffers(2 * sweep.projection_size() + sweep.grad_lanes_size() + sweep.backward_workspace_size());
+      std::vector<T> buffers(sweep.backward_buffer_size());
       for (int64_t n = begin; n < end; ++n)
         sweep.backward_sample(xp + n * input_numel(), gp + n * output_numel(), dxp + n * input_numel(),
                               slots.data() + n * layout.total, buffers.data());

@@ -174,17 +174,18 @@ struct CoreRun {
     const PatchSweep<Cell, T, L> sweep(s, sp);
     const int64_t in_sample = c.channels * c.height * c.width, out_sample = s.out_channels() * s.patches();
     out.assign(c.batch * out_sample, T(0));
-    std::vector<T> P(sweep.projection_size()), ws(sweep.forward_workspace_size());
+    std::vector<T> P(sweep.projection_size()), summaries(sweep.summaries_size()), ws(sweep.workspace_size());
     for (int64_t n = 0; n < c.batch; ++n) {
       sweep.project(xt.data() + n * in_sample, 0, s.pixels(), P.data());
-      for (int64_t g = 0; g < sweep.groups_per_sample(); ++g)
-        sweep.forward_group(P.data(), g, out.data() + n * out_sample, ws.data());
+      for (int64_t g = 0; g < sweep.sequence_groups(); ++g) sweep.summarize(P.data(), g, summaries.data(), ws.data());
+      for (int64_t g = 0; g < sweep.patch_groups(); ++g)
+        sweep.pool(summaries.data(), g, out.data() + n * out_sample, ws.data());
     }
     if (!grad_out) return;
     const std::vector<T> go = cast<T>(*grad_out);
     dx.assign(xt.size(), T(0));
     grad.assign(sweep.layout().total, 0.0);
-    std::vector<T> buffers(2 * sweep.projection_size() + sweep.grad_lanes_size() + sweep.backward_workspace_size());
+    std::vector<T> buffers(sweep.backward_buffer_size());
     for (int64_t n = 0; n < c.batch; ++n)
       sweep.backward_sample(xt.data() + n * in_sample, go.data() + n * out_sample, dx.data() + n * in_sample,
                             grad.data(), buffers.data());

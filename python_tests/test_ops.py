@@ -1,0 +1,273 @@
+"""torch.ops.rnnpool.forward / backward (the fused C++ CPU kernels) against the reference."""
+
+import pytest
+import torch
+from torch.nn.modules.utils import _pair
+
+from argument_cases import BAD_ARGS, valid_args
+from rnnpool_ops import functional, reference
+from rnnpool_ops.cells import parameter_shapes
+
+# name: (N, C, H, W, kernel, stride, padding)
+GEOMETRIES = {
+    "overlap": (2, 3, 9, 9, 4, 2, 0),
+    "nonsquare_gaps": (2, 2, 11, 13, (2, 3), (3, 4), 0),
+    "padding": (1, 3, 7, 6, 3, 2, (1, 2)),
+    "one_output_pixel": (1, 2, 5, 4, (5, 4), 1, 0),
+    "odd_stride1": (3, 5, 7, 5, (3, 2), 1, (1, 0)),
+    "wide_row": (1, 1, 3, 17, (3, 5), (1, 3), (0, 1)),
+}
+# name: (cell, gate, update, parts)
+VARIANTS = {
+    "rnnpool_fastgrnn": ("fastgrnn", "sigmoid", "tanh", "RC"),
+    "rnnpool_quantised": ("fastgrnn", "quantSigm", "quantTanh", "RC"),
+    "rex_gru": ("gru", "sigmoid", "tanh", "RGC"),
+    "rex_fastgrnn": ("fastgrnn", "tanh", "sigmoid", "RGC"),
+    "rnnpool_gru": ("gru", "sigmoid", "tanh", "RC"),
+    "global_only": ("gru", "sigmoid", "tanh", "G"),
+    "rows_only": ("fastgrnn", "sigmoid", "tanh", "R"),
+    "global_cols": ("fastgrnn", "sigmoid", "tanh", "GC"),
+}
+HIDDEN1, HIDDEN2 = 5, 3
+
+
+def make_args(geometry, variant, dtype=torch.float64, seed=0, hidden=(HIDDEN1, HIDDEN2)):
+    """The op's arguments with random (not default-initialised) leaf parameters."""
+    n, c, h, w, kernel, stride, padding = GEOMETRIES[geometry]
+    cell, gate, update, parts = VARIANTS[variant]
+    kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
+    gen = torch.Generator().manual_seed(seed)
+    h1, h2 = hidden
+
+    def leaf(*shape, scale=0.6):
+        return (scale * torch.randn(*shape, dtype=dtype, generator=gen)).requires_grad_()
+
+    proj = "G" in parts
+    return dict(
+        x=leaf(n, c, h, w, scale=1.0),
+        rnn1=[leaf(*s) for s in parameter_shapes(cell, c, h1)],
+        rnn2=[leaf(*s) for s in parameter_shapes(cell, h1, h2)],
+        proj_weight=leaf(4 * h2, (kernel[0] + kernel[1]) * h1) if proj else None,
+        proj_bias=leaf(4 * h2) if proj else None,
+        kernel_size=list(kernel),
+        stride=list(stride),
+        padding=list(padding),
+        cell=cell,
+        gate_nonlinearity=gate,
+        update_nonlinearity=update,
+        parts=parts,
+    )
+
+
+def tensor_inputs(args):
+    tensors = [args["x"], *args["rnn1"], *args["rnn2"]]
+    return tensors + [t for t in (args["proj_weight"], args["proj_bias"]) if t is not None]
+
+
+def fused(args):
+    return torch.ops.rnnpool.forward(*args.values())
+
+
+def forward_and_grads(run, args, grad_output=None):
+    out = run(args)
+    if grad_output is None:
+        grad_output = torch.randn_like(out)
+    # Parts without RNN2 ("G") leave it unused: its gradient is zero.
+    grads = torch.autograd.grad(out, tensor_inputs(args), grad_output, allow_unused=True, materialize_grads=True)
+    return out, grads, grad_output
+
+
+def assert_matches_reference(args, rtol, atol):
+    want, want_grads, grad_output = forward_and_grads(lambda a: reference.forward(**a), args)
+    got, got_grads, _ = forward_and_grads(fused, args, grad_output)
+    torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
+    for i, (g, w) in enumerate(zip(got_grads, want_grads)):
+        torch.testing.assert_close(g, w, rtol=rtol, atol=atol, msg=lambda m: f"gradient of input {i}: {m}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_float64_matches_reference(geometry, variant):
+    assert_matches_reference(make_args(geometry, variant, torch.float64), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_float32_matches_reference(geometry, variant):
+    # SPEC section 6 tolerances; gradients sum over many patches, so they get a little more room.
+    args = make_args(geometry, variant, torch.float32, seed=1)
+    assert_matches_reference(args, rtol=1e-4, atol=1e-5 if args["x"].numel() < 400 else 2e-5)
+
+
+@pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
+def test_larger_hidden_sizes_and_many_groups(variant):
+    # More patches than one lane group, hidden sizes that are not multiples of the lane width.
+    args = make_args("odd_stride1", variant, torch.float64, hidden=(17, 9))
+    assert_matches_reference(args, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed"])
+def test_non_contiguous_inputs(layout):
+    args = make_args("padding", "rex_gru", torch.float64)
+    x = args["x"].detach()
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        x = torch.cat([x, x], dim=3)[..., ::2]
+    else:
+        x = x.transpose(2, 3).contiguous().transpose(2, 3)
+    assert not x.is_contiguous()
+    args["x"] = x.requires_grad_()
+    args["rnn1"][1] = args["rnn1"][1].detach().t().contiguous().t().requires_grad_()  # non-contiguous weight
+    assert_matches_reference(args, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
+def test_empty_batch(variant):
+    args = make_args("overlap", variant)
+    args["x"] = args["x"].detach()[:0].requires_grad_()
+    out = fused(args)
+    assert out.shape == (0, 4 * HIDDEN2 if variant == "rnnpool_fastgrnn" else 8 * HIDDEN2, 3, 3)
+    grads = torch.autograd.grad(out.sum(), tensor_inputs(args), allow_unused=True)
+    assert grads[0].shape == args["x"].shape
+    assert all(g is None or not g.any() for g in grads[1:])
+
+
+@pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rnnpool_quantised", "rex_gru", "rex_fastgrnn"])
+def test_gradcheck(variant):
+    args = make_args("nonsquare_gaps", variant, torch.float64, hidden=(3, 2))
+    args["x"] = args["x"].detach()[:1].requires_grad_()
+    inputs = tensor_inputs(args)
+    n1, n2 = len(args["rnn1"]), len(args["rnn2"])
+
+    def run(x, *params):
+        a = dict(args, x=x, rnn1=list(params[:n1]), rnn2=list(params[n1:n1 + n2]))
+        if args["proj_weight"] is not None:
+            a.update(proj_weight=params[-2], proj_bias=params[-1])
+        return fused(a)
+
+    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru", "global_only"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck(variant, dtype):
+    args = make_args("padding", variant, dtype)
+    result = torch.library.opcheck(torch.ops.rnnpool.forward.default, tuple(args.values()))
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
+def test_opcheck_backward_op():
+    args = make_args("overlap", "rex_gru")
+    grad_output = torch.randn_like(fused(args))
+    detached = {k: (v.detach() if isinstance(v, torch.Tensor) else
+                    [t.detach() for t in v] if isinstance(v, list) and v and isinstance(v[0], torch.Tensor) else v)
+                for k, v in args.items()}
+    result = torch.library.opcheck(torch.ops.rnnpool.backward.default, (grad_output, *detached.values()),
+                                   test_utils=("test_schema", "test_faketensor"))
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
+@pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
+def test_compile_fullgraph_forward_and_backward(variant):
+    torch._dynamo.reset()
+    args = make_args("overlap", variant, torch.float32)
+    other = {k: v for k, v in args.items() if k not in ("x", "rnn1", "rnn2", "proj_weight", "proj_bias")}
+
+    def layer(x, rnn1, rnn2, proj_weight, proj_bias):
+        return functional.patch_sweep(x, rnn1, rnn2, proj_weight, proj_bias, other["kernel_size"], other["stride"],
+                                      other["padding"], other["cell"], other["gate_nonlinearity"],
+                                      other["update_nonlinearity"], other["parts"], backend="cpp").square().sum()
+
+    inputs = (args["x"], args["rnn1"], args["rnn2"], args["proj_weight"], args["proj_bias"])
+    eager = layer(*inputs)
+    eager_grads = torch.autograd.grad(eager, tensor_inputs(args))
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")(*inputs)
+    compiled_grads = torch.autograd.grad(compiled, tensor_inputs(args))
+    torch.testing.assert_close(compiled, eager)
+    for g, w in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(g, w)
+
+
+def test_compile_inductor_matches_eager():
+    torch._dynamo.reset()
+    args = make_args("padding", "rex_gru", torch.float32)
+    rest = list(args.values())[1:]
+
+    def layer(x):
+        return torch.relu(torch.ops.rnnpool.forward(x * 2, *rest)) + 1
+
+    x = args["x"].detach()
+    torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), layer(x), rtol=1e-5, atol=1e-6)
+
+
+def test_export():
+    args = make_args("overlap", "rnnpool_fastgrnn", torch.float32)
+    rest = [[t.detach() for t in v] if isinstance(v, list) and isinstance(v[0], torch.Tensor) else v
+            for v in list(args.values())[1:]]
+
+    class Layer(torch.nn.Module):
+        def forward(self, x):
+            return torch.ops.rnnpool.forward(x, *rest)
+
+    x = args["x"].detach()
+    program = torch.export.export(Layer(), (x,))
+    assert any("rnnpool.forward" in str(node.target) for node in program.graph.nodes)
+    torch.testing.assert_close(program.module()(x), Layer()(x))
+
+
+@pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
+def test_same_result_for_any_thread_count(variant):
+    args = make_args("odd_stride1", variant, torch.float32, hidden=(8, 4))
+    args["x"] = torch.randn(7, 5, 13, 11).requires_grad_()
+    grad_output = torch.randn_like(fused(args))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, max(2, threads)):
+            torch.set_num_threads(count)
+            out, grads, _ = forward_and_grads(fused, args, grad_output)
+            results.append((out, grads))
+    finally:
+        torch.set_num_threads(threads)
+    (out1, grads1), (out2, grads2) = results
+    assert torch.equal(out1, out2)
+    for a, b in zip(grads1, grads2):
+        assert torch.equal(a, b)
+
+
+# ---- bad input reaching the C++ op directly (no Python checks in front of it) ----
+
+# The argument each BAD_ARGS case is about, as the C++ message must name it.
+CPP_ARGUMENT = {
+    "x_rank": "x", "x_integer": "x", "kernel_zero": "kernel_size", "stride_zero": "stride",
+    "stride_three_ints": "stride", "padding_negative": "padding", "patch_larger_than_padded_input": "kernel_size",
+    "cell_unknown": "cell", "gate_unknown": "gate_nonlinearity", "update_unknown": "update_nonlinearity",
+    "gru_nonlinearity": "update_nonlinearity", "parts_out_of_order": "parts", "parts_empty": "parts",
+    "parts_repeated": "parts", "rnn1_length": "rnn1", "rnn1_input_size": "rnn1.W", "rnn1_W_rank": "rnn1.W",
+    "rnn1_U_shape": "rnn1.U", "rnn1_zeta_scalar": "rnn1.zeta", "rnn2_input_size": "rnn2.W",
+    "gru_weight_rows": "rnn1.weight_ih", "rnn1_dtype": "rnn1.bias_update", "proj_weight_missing": "proj_weight",
+    "proj_weight_shape": "proj_weight", "proj_bias_shape": "proj_bias", "proj_without_G": "proj_weight",
+}
+
+
+@pytest.mark.parametrize("case", CPP_ARGUMENT)
+def test_op_rejects_bad_input_naming_the_argument(case):
+    change, _, _ = BAD_ARGS[case]
+    args = valid_args()
+    args.update(change(args))
+    with pytest.raises((ValueError, TypeError, RuntimeError), match=CPP_ARGUMENT[case].replace(".", r"\.")):
+        torch.ops.rnnpool.forward(*args.values())
+
+
+def test_op_rejects_parameters_on_another_device():
+    args = valid_args()
+    args["rnn2"][5] = torch.zeros(1, device="meta")
+    with pytest.raises((ValueError, RuntimeError), match="rnn2"):
+        torch.ops.rnnpool.forward(*args.values())
+
+
+def test_backward_op_rejects_wrong_grad_output_shape():
+    args = valid_args()
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        torch.ops.rnnpool.backward(torch.zeros(2, 16, 3, 5), *args.values())
