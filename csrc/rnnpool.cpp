@@ -4,9 +4,28 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/cpu_isa.h"
+
+namespace {
+
+// rnnpool_ops._C.cpu_isa(): the build of the CPU kernels in use ("baseline" or "avx2").
+PyObject* cpu_isa(PyObject*, PyObject*) {
+  try {
+    return PyUnicode_FromString(rnnpool::active_cpu_isa().c_str());
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    return nullptr;
+  }
+}
+
+PyMethodDef methods[] = {{"cpu_isa", cpu_isa, METH_NOARGS, "The CPU kernel build in use."},
+                         {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 // Importing rnnpool_ops._C loads this library and runs the registrations below.
 extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module);
 }
 

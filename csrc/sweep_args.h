@@ -8,8 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cells.h"
-#include "core/sweep.h"
+#include "core/types.h"
 
 namespace rnnpool {
 

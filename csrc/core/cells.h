@@ -13,10 +13,9 @@
 #include "lanes.h"
 #include "nonlinearity.h"
 #include "platform.h"
+#include "types.h"
 
-namespace rnnpool {
-
-enum class CellKind : int { FastGRNN = 0, GRU = 1 };
+RNNPOOL_BEGIN_ISA_NAMESPACE
 
 // ---------------------------------------------------------------------------------------------
 // Per-element math
@@ -254,4 +253,4 @@ struct GRU {
   static void finalize_grads(const Weights&, double* const*) {}
 };
 
-}  // namespace rnnpool
+RNNPOOL_END_ISA_NAMESPACE

@@ -12,7 +12,7 @@
 
 #include "platform.h"
 
-namespace rnnpool {
+RNNPOOL_BEGIN_ISA_NAMESPACE
 
 #if defined(__AVX512F__)
 constexpr int kVecBytes = 64;
@@ -115,4 +115,4 @@ inline void copy(const T* RNNPOOL_RESTRICT in, int64_t n, T* RNNPOOL_RESTRICT ou
   for (int64_t i = 0; i < n; ++i) out[i] = in[i];
 }
 
-}  // namespace rnnpool
+RNNPOOL_END_ISA_NAMESPACE

@@ -11,10 +11,9 @@
 #include <type_traits>
 
 #include "platform.h"
+#include "types.h"
 
-namespace rnnpool {
-
-enum class Nonlinearity : int { Sigmoid = 0, Tanh = 1, QuantSigm = 2, QuantTanh = 3 };
+RNNPOOL_BEGIN_ISA_NAMESPACE
 
 // exp for float written without branches or libm calls so loops over it auto-vectorise.
 // Cephes-style: 2^n * e^r with |r| <= ln2/2 and a degree-6 polynomial; relative error < 3e-7
@@ -122,4 +121,4 @@ inline void derivative_from_output(Nonlinearity nl, const T* RNNPOOL_RESTRICT y,
   });
 }
 
-}  // namespace rnnpool
+RNNPOOL_END_ISA_NAMESPACE

@@ -13,3 +13,15 @@
 #else
 #define RNNPOOL_RESTRICT
 #endif
+
+// Everything with code in csrc/core is compiled once per CPU ISA (csrc/cpu/kernels_*.cpp), each
+// build in its own inline namespace so the builds never share a symbol.
+#ifndef RNNPOOL_ISA
+#define RNNPOOL_ISA baseline
+#endif
+#define RNNPOOL_BEGIN_ISA_NAMESPACE \
+  namespace rnnpool {               \
+  inline namespace RNNPOOL_ISA {
+#define RNNPOOL_END_ISA_NAMESPACE \
+  }                               \
+  }

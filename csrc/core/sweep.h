@@ -20,57 +20,34 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "cells.h"
+#include "kernel.h"
 #include "lanes.h"
+#include "types.h"
 
-namespace rnnpool {
+RNNPOOL_BEGIN_ISA_NAMESPACE
 
-struct SweepShape {
-  int64_t batch, channels, height, width;
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-  int64_t hidden1, hidden2;
-  bool rows, global, cols;  // output parts V^R, V^G, V^C (RNNPool = rows + cols)
-
-  int64_t out_h() const { return (height + 2 * pad_h - kernel_h) / stride_h + 1; }
-  int64_t out_w() const { return (width + 2 * pad_w - kernel_w) / stride_w + 1; }
-  int64_t patches() const { return out_h() * out_w(); }
-  int64_t pixels() const { return height * width; }
-  int64_t summaries() const { return kernel_h + kernel_w; }
-  bool needs_rnn2() const { return rows || cols; }
-  int64_t out_channels() const { return hidden2 * ((rows ? 2 : 0) + (global ? 4 : 0) + (cols ? 2 : 0)); }
-};
-
-template <class T>
-struct SweepParams {
-  const T* const* rnn1;  // the cell's parameters in the op's order
-  const T* const* rnn2;
-  const T* proj_weight;  // [4 hidden2, (kh + kw) hidden1], only with shape.global
-  const T* proj_bias;    // [4 hidden2]
-  Nonlinearity gate, update;
-};
-
-// Offsets of every parameter in one flat gradient vector: rnn1's, rnn2's, then proj weight and bias.
 template <class Cell>
-struct GradLayout {
-  int64_t rnn1[Cell::kNumParams], rnn2[Cell::kNumParams];
-  int64_t rnn1_numel[Cell::kNumParams], rnn2_numel[Cell::kNumParams];
-  int64_t proj_weight, proj_bias, total;
-
-  explicit GradLayout(const SweepShape& s) {
-    Cell::param_numels(s.channels, s.hidden1, rnn1_numel);
-    Cell::param_numels(s.hidden1, s.hidden2, rnn2_numel);
-    int64_t at = 0;
-    for (int p = 0; p < Cell::kNumParams; ++p) rnn1[p] = at, at += rnn1_numel[p];
-    for (int p = 0; p < Cell::kNumParams; ++p) rnn2[p] = at, at += rnn2_numel[p];
-    proj_weight = at;
-    at += s.global ? 4 * s.hidden2 * s.summaries() * s.hidden1 : 0;
-    proj_bias = at;
-    at += s.global ? 4 * s.hidden2 : 0;
-    total = at;
-  }
-};
+GradOffsets grad_offsets(const SweepShape& s) {
+  static_assert(Cell::kNumParams <= GradOffsets::kMaxCellParams, "GradOffsets too small");
+  GradOffsets o;
+  o.num_cell_params = Cell::kNumParams;
+  int64_t numel1[Cell::kNumParams], numel2[Cell::kNumParams];
+  Cell::param_numels(s.channels, s.hidden1, numel1);
+  Cell::param_numels(s.hidden1, s.hidden2, numel2);
+  int64_t at = 0;
+  for (int p = 0; p < Cell::kNumParams; ++p) o.rnn1[p] = at, at += numel1[p];
+  for (int p = 0; p < Cell::kNumParams; ++p) o.rnn2[p] = at, at += numel2[p];
+  o.proj_weight = at;
+  at += s.global ? 4 * s.hidden2 * s.summaries() * s.hidden1 : 0;
+  o.proj_bias = at;
+  at += s.global ? 4 * s.hidden2 : 0;
+  o.total = at;
+  return o;
+}
 
 // P[pix][g] = sum_c W[g][c] x[c][pix] for pix in [begin, end); x is one sample [C][npix].
 template <class T>
@@ -132,14 +109,14 @@ void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64
 }
 
 template <class Cell, class T, int L>
-class PatchSweep {
+class PatchSweep final : public SweepKernel<T> {
  public:
   using Weights = typename Cell::Weights;
 
   PatchSweep(const SweepShape& s, const SweepParams<T>& p)
       : s_(s),
         p_(p),
-        layout_(s),
+        layout_(grad_offsets<Cell>(s)),
         rnn1_(Cell::bind(p.rnn1, s.hidden1, p.gate, p.update)),
         rnn2_(Cell::bind(p.rnn2, s.hidden2, p.gate, p.update)),
         g1_(Cell::kGates * s.hidden1),
@@ -173,25 +150,25 @@ class PatchSweep {
     backward_workspace_size_ = at;
   }
 
-  const GradLayout<Cell>& layout() const { return layout_; }
-  int64_t projection_size() const { return s_.pixels() * g1_; }  // per sample
+  const GradOffsets& layout() const override { return layout_; }
+  int64_t projection_size() const override { return s_.pixels() * g1_; }  // per sample
   // Row summaries [out_w][padded_h][h1], then column summaries [out_h][padded_w][h1] (per sample).
-  int64_t summaries_size() const { return (s_.out_w() * padded_h_ + s_.out_h() * padded_w_) * s_.hidden1; }
-  int64_t sequence_groups() const { return row_groups() + col_groups(); }
-  int64_t patch_groups() const { return (s_.patches() + L - 1) / L; }
-  int64_t workspace_size() const { return workspace_size_; }
+  int64_t summaries_size() const override { return (s_.out_w() * padded_h_ + s_.out_h() * padded_w_) * s_.hidden1; }
+  int64_t sequence_groups() const override { return row_groups() + col_groups(); }
+  int64_t patch_groups() const override { return (s_.patches() + L - 1) / L; }
+  int64_t workspace_size() const override { return workspace_size_; }
   int64_t grad_lanes_size() const { return layout_.total * L; }
-  int64_t backward_buffer_size() const {
+  int64_t backward_buffer_size() const override {
     return 2 * projection_size() + 2 * summaries_size() + grad_lanes_size() + backward_workspace_size_;
   }
 
   // Phase 1 for pixels [begin, end) of one sample [C][H][W]: P[pix][gate * h1].
-  void project(const T* x_sample, int64_t begin, int64_t end, T* P) const {
+  void project(const T* x_sample, int64_t begin, int64_t end, T* P) const override {
     project_pixels(p_.rnn1[0], g1_, s_.channels, x_sample, s_.pixels(), begin, end, P);
   }
 
   // Phase 2 for one group of sequences of a sample: writes their summaries.
-  void summarize(const T* P, int64_t group, T* summaries, T* ws) const {
+  void summarize(const T* P, int64_t group, T* summaries, T* ws) const override {
     const SequenceLanes lanes = sequence_lanes(group);
     run_rnn1(P, lanes, ws, /*record=*/false);
     const T* h = ws + H_;
@@ -200,7 +177,7 @@ class PatchSweep {
   }
 
   // Phase 3 for one group of patches of a sample: writes out [C_out][out_h * out_w].
-  void pool(const T* summaries, int64_t group, T* out, T* ws) const {
+  void pool(const T* summaries, int64_t group, T* out, T* ws) const override {
     const PatchLanes lanes = patch_lanes(group);
     run_pool(summaries, lanes, ws, /*record=*/false);
     for_each_output_block<const T*>(ws + Q_, ws + G_, [&](const T* block, int64_t rows, int64_t channel) {
@@ -211,7 +188,7 @@ class PatchSweep {
 
   // The whole backward of one sample. dx_sample is overwritten; grad (see layout()) is accumulated.
   // buffers: backward_buffer_size() elements.
-  void backward_sample(const T* x_sample, const T* grad_out, T* dx_sample, double* grad, T* buffers) const {
+  void backward_sample(const T* x_sample, const T* grad_out, T* dx_sample, double* grad, T* buffers) const override {
     T* P = buffers;
     T* dP = P + projection_size();
     T* summaries = dP + projection_size();
@@ -240,7 +217,7 @@ class PatchSweep {
   }
 
   // After all samples are summed: the chain rule through sigmoid(zeta), sigmoid(nu).
-  void finalize(double* grad) const {
+  void finalize(double* grad) const override {
     double* g1[Cell::kNumParams];
     double* g2[Cell::kNumParams];
     for (int p = 0; p < Cell::kNumParams; ++p) g1[p] = grad + layout_.rnn1[p], g2[p] = grad + layout_.rnn2[p];
@@ -495,7 +472,7 @@ class PatchSweep {
 
   SweepShape s_;
   SweepParams<T> p_;
-  GradLayout<Cell> layout_;
+  GradOffsets layout_;
   Weights rnn1_, rnn2_;
   int64_t g1_, g2_, tape1_, tape2_;
   std::vector<int64_t> covered_rows_, covered_cols_;  // padded coordinates
@@ -505,4 +482,16 @@ class PatchSweep {
   int64_t T1_, dA_, T2_, dS_, dB_, dQ_, dG_, backward_workspace_size_;
 };
 
-}  // namespace rnnpool
+// Lanes per group: 16 float (one AVX-512, two AVX or four SSE/NEON registers per row), 8 double.
+template <class T>
+constexpr int kLanes = sizeof(T) == 4 ? 16 : 8;
+
+template <class T>
+std::unique_ptr<SweepKernel<T>> make_sweep_kernel(CellKind cell, const SweepShape& shape,
+                                                  const SweepParams<T>& params) {
+  constexpr int L = kLanes<T>;
+  if (cell == CellKind::GRU) return std::make_unique<PatchSweep<GRU<T, L>, T, L>>(shape, params);
+  return std::make_unique<PatchSweep<FastGRNN<T, L>, T, L>>(shape, params);
+}
+
+RNNPOOL_END_ISA_NAMESPACE

@@ -1,5 +1,6 @@
 // CPU kernels of rnnpool::forward / rnnpool::backward: argument checks, threading with
-// at::parallel_for, and the torch-free core (csrc/core/sweep.h) doing the math.
+// at::parallel_for, and the torch-free core (csrc/core/sweep.h, built per ISA, see cpu_isa.h)
+// doing the math.
 //
 // Forward: the three phases of csrc/core/sweep.h one after the other, each parallel over its
 // pixel blocks or groups. Backward: parallel over samples; each sample's parameter gradients
@@ -9,19 +10,15 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <memory>
 #include <tuple>
-#include <type_traits>
 #include <vector>
 
-#include "../core/sweep.h"
 #include "../sweep_args.h"
+#include "cpu_isa.h"
 
 namespace rnnpool {
 namespace {
-
-// Lanes per group: 16 float (two AVX2 / four SSE registers per row), 8 double.
-template <class T>
-constexpr int kLanes = std::is_same<T, float>::value ? 16 : 8;
 
 template <class T>
 std::vector<const T*> data_pointers(const std::vector<at::Tensor>& tensors) {
@@ -36,16 +33,17 @@ std::vector<at::Tensor> contiguous(at::TensorList tensors) {
   return out;
 }
 
-// Holds contiguous copies of the inputs and the core's view of them, for one call.
-template <template <class, int> class CellT, class T>
+using Gradients = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>>;
+
+// Holds contiguous copies of the inputs and the core's kernel for them, for one call.
+template <class T>
 struct CpuSweep {
-  using Cell = CellT<T, kLanes<T>>;
   at::Tensor x;
   std::vector<at::Tensor> rnn1, rnn2;
   at::Tensor proj_weight, proj_bias;
   std::vector<const T*> rnn1_ptr, rnn2_ptr;
   SweepShape shape;
-  PatchSweep<Cell, T, kLanes<T>> sweep;
+  std::unique_ptr<SweepKernel<T>> kernel;
 
   CpuSweep(const SweepArgs& a, const at::Tensor& x_in, at::TensorList rnn1_in, at::TensorList rnn2_in,
            const c10::optional<at::Tensor>& proj_weight_in, const c10::optional<at::Tensor>& proj_bias_in)
@@ -57,9 +55,10 @@ struct CpuSweep {
         rnn1_ptr(data_pointers<T>(rnn1)),
         rnn2_ptr(data_pointers<T>(rnn2)),
         shape(a.shape),
-        sweep(shape, SweepParams<T>{rnn1_ptr.data(), rnn2_ptr.data(),
-                                    proj_weight.defined() ? proj_weight.data_ptr<T>() : nullptr,
-                                    proj_bias.defined() ? proj_bias.data_ptr<T>() : nullptr, a.gate, a.update}) {}
+        kernel(make_cpu_sweep_kernel<T>(
+            a.cell, shape,
+            SweepParams<T>{rnn1_ptr.data(), rnn2_ptr.data(), proj_weight.defined() ? proj_weight.data_ptr<T>() : nullptr,
+                           proj_bias.defined() ? proj_bias.data_ptr<T>() : nullptr, a.gate, a.update})) {}
 
   int64_t input_numel() const { return shape.channels * shape.pixels(); }
   int64_t output_numel() const { return shape.out_channels() * shape.patches(); }
@@ -67,64 +66,64 @@ struct CpuSweep {
   at::Tensor forward() const {
     at::Tensor out = at::empty({shape.batch, shape.out_channels(), shape.out_h(), shape.out_w()}, x.options());
     if (shape.batch == 0) return out;
+    const SweepKernel<T>& k = *kernel;
     const T* xp = x.data_ptr<T>();
     T* outp = out.data_ptr<T>();
-    std::vector<T> projection(shape.batch * sweep.projection_size());
+    std::vector<T> projection(shape.batch * k.projection_size());
+    std::vector<T> summaries(shape.batch * k.summaries_size());
     constexpr int64_t kPixelsPerTask = 1024;
     const int64_t pixel_tasks = (shape.pixels() + kPixelsPerTask - 1) / kPixelsPerTask;
     at::parallel_for(0, shape.batch * pixel_tasks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / pixel_tasks, first = (i % pixel_tasks) * kPixelsPerTask;
-        sweep.project(xp + n * input_numel(), first, std::min(first + kPixelsPerTask, shape.pixels()),
-                      projection.data() + n * sweep.projection_size());
+        k.project(xp + n * input_numel(), first, std::min(first + kPixelsPerTask, shape.pixels()),
+                  projection.data() + n * k.projection_size());
       }
     });
-    std::vector<T> summaries(shape.batch * sweep.summaries_size());
     // Runs f(n, group, workspace) for every group of every sample, in parallel.
     auto for_each_group = [&](int64_t groups, auto&& f) {
       at::parallel_for(0, shape.batch * groups, 1, [&](int64_t begin, int64_t end) {
-        std::vector<T> workspace(sweep.workspace_size());
+        std::vector<T> workspace(k.workspace_size());
         for (int64_t i = begin; i < end; ++i) f(i / groups, i % groups, workspace.data());
       });
     };
-    for_each_group(sweep.sequence_groups(), [&](int64_t n, int64_t group, T* ws) {
-      sweep.summarize(projection.data() + n * sweep.projection_size(), group,
-                      summaries.data() + n * sweep.summaries_size(), ws);
+    for_each_group(k.sequence_groups(), [&](int64_t n, int64_t group, T* ws) {
+      k.summarize(projection.data() + n * k.projection_size(), group, summaries.data() + n * k.summaries_size(), ws);
     });
-    for_each_group(sweep.patch_groups(), [&](int64_t n, int64_t group, T* ws) {
-      sweep.pool(summaries.data() + n * sweep.summaries_size(), group, outp + n * output_numel(), ws);
+    for_each_group(k.patch_groups(), [&](int64_t n, int64_t group, T* ws) {
+      k.pool(summaries.data() + n * k.summaries_size(), group, outp + n * output_numel(), ws);
     });
     return out;
   }
 
-  std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>> backward(
-      const at::Tensor& grad_output_in) const {
+  Gradients backward(const at::Tensor& grad_output_in) const {
+    const SweepKernel<T>& k = *kernel;
     const at::Tensor grad_output = grad_output_in.contiguous();
     at::Tensor dx = at::zeros_like(x);
-    const auto& layout = sweep.layout();
+    const GradOffsets& layout = k.layout();
     std::vector<double> slots(shape.batch * layout.total, 0.0);
     const T* xp = x.data_ptr<T>();
     const T* gp = grad_output.data_ptr<T>();
     T* dxp = dx.data_ptr<T>();
     at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> buffers(sweep.backward_buffer_size());
+      std::vector<T> buffers(k.backward_buffer_size());
       for (int64_t n = begin; n < end; ++n)
-        sweep.backward_sample(xp + n * input_numel(), gp + n * output_numel(), dxp + n * input_numel(),
-                              slots.data() + n * layout.total, buffers.data());
+        k.backward_sample(xp + n * input_numel(), gp + n * output_numel(), dxp + n * input_numel(),
+                          slots.data() + n * layout.total, buffers.data());
     });
     std::vector<double> total(layout.total, 0.0);
     for (int64_t n = 0; n < shape.batch; ++n)
       for (int64_t i = 0; i < layout.total; ++i) total[i] += slots[n * layout.total + i];
-    sweep.finalize(total.data());
+    k.finalize(total.data());
 
     auto gradient = [&](int64_t offset, const at::Tensor& like) {
       at::Tensor g = at::empty(like.sizes(), like.options());
-      T* gp_out = g.data_ptr<T>();
-      for (int64_t i = 0; i < g.numel(); ++i) gp_out[i] = static_cast<T>(total[offset + i]);
+      T* out = g.data_ptr<T>();
+      for (int64_t i = 0; i < g.numel(); ++i) out[i] = static_cast<T>(total[offset + i]);
       return g;
     };
     std::vector<at::Tensor> g1, g2, gproj;
-    for (int p = 0; p < Cell::kNumParams; ++p) {
+    for (int p = 0; p < layout.num_cell_params; ++p) {
       g1.push_back(gradient(layout.rnn1[p], rnn1[p]));
       g2.push_back(gradient(layout.rnn2[p], rnn2[p]));
     }
@@ -133,17 +132,12 @@ struct CpuSweep {
   }
 };
 
-// Calls f(CpuSweep<Cell, T>&) for the cell and dtype of this call.
+// Calls f(CpuSweep<T>) for the dtype of this call.
 template <class F>
 auto with_cpu_sweep(const SweepArgs& a, const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
                     const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias, F&& f) {
-  auto run = [&](auto* type_tag) {
-    using T = std::remove_pointer_t<decltype(type_tag)>;
-    if (a.cell == CellKind::GRU) return f(CpuSweep<GRU, T>(a, x, rnn1, rnn2, proj_weight, proj_bias));
-    return f(CpuSweep<FastGRNN, T>(a, x, rnn1, rnn2, proj_weight, proj_bias));
-  };
-  if (x.scalar_type() == at::kDouble) return run(static_cast<double*>(nullptr));
-  return run(static_cast<float*>(nullptr));
+  if (x.scalar_type() == at::kDouble) return f(CpuSweep<double>(a, x, rnn1, rnn2, proj_weight, proj_bias));
+  return f(CpuSweep<float>(a, x, rnn1, rnn2, proj_weight, proj_bias));
 }
 
 at::Tensor forward_cpu(const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
@@ -156,7 +150,7 @@ at::Tensor forward_cpu(const at::Tensor& x, at::TensorList rnn1, at::TensorList 
   return with_cpu_sweep(a, x, rnn1, rnn2, proj_weight, proj_bias, [](const auto& s) { return s.forward(); });
 }
 
-std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>> backward_cpu(
+Gradients backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
     const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias,
     at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,

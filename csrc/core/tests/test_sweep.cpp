@@ -1,12 +1,14 @@
 // Tests of the torch-free core: the lane-batched sweep against a plain per-patch loop written
 // independently here (forward), and its backward against central finite differences (double).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "../sweep.h"
+#include "../kernel.h"
 
 using namespace rnnpool;
 
@@ -154,14 +156,24 @@ std::vector<T> cast(const std::vector<double>& v) {
   return std::vector<T>(v.begin(), v.end());
 }
 
-// Runs the core on T copies of the data: forward, and (when grad_out is given) backward.
-template <template <class, int> class CellT, class T, int L>
+template <class T>
+using Factory = std::unique_ptr<SweepKernel<T>> (*)(CellKind, const SweepShape&, const SweepParams<T>&);
+
+// One build of the core (an ISA namespace), by its factories.
+struct Isa {
+  std::string name;
+  Factory<float> f32;
+  Factory<double> f64;
+};
+
+// Runs one core build on T copies of the data: forward, and (when grad_out is given) backward.
+template <class T>
 struct CoreRun {
   std::vector<T> out, dx;
   std::vector<double> grad;
 
-  CoreRun(const Case& c, const Params& p, const std::vector<double>& x, const std::vector<double>* grad_out) {
-    using Cell = CellT<T, L>;
+  CoreRun(Factory<T> make, const Case& c, const Params& p, const std::vector<double>& x,
+          const std::vector<double>* grad_out) {
     std::vector<std::vector<T>> r1, r2;
     for (auto& v : p.rnn1) r1.push_back(cast<T>(v));
     for (auto& v : p.rnn2) r2.push_back(cast<T>(v));
@@ -171,32 +183,32 @@ struct CoreRun {
     const std::vector<T> pw = cast<T>(p.proj_w), pb = cast<T>(p.proj_b), xt = cast<T>(x);
     const SweepShape s = shape_of(c);
     const SweepParams<T> sp{r1p.data(), r2p.data(), pw.data(), pb.data(), c.gate, c.update};
-    const PatchSweep<Cell, T, L> sweep(s, sp);
+    const std::unique_ptr<SweepKernel<T>> sweep = make(c.cell, s, sp);
     const int64_t in_sample = c.channels * c.height * c.width, out_sample = s.out_channels() * s.patches();
     out.assign(c.batch * out_sample, T(0));
-    std::vector<T> P(sweep.projection_size()), summaries(sweep.summaries_size()), ws(sweep.workspace_size());
+    std::vector<T> P(sweep->projection_size()), summaries(sweep->summaries_size()), ws(sweep->workspace_size());
     for (int64_t n = 0; n < c.batch; ++n) {
-      sweep.project(xt.data() + n * in_sample, 0, s.pixels(), P.data());
-      for (int64_t g = 0; g < sweep.sequence_groups(); ++g) sweep.summarize(P.data(), g, summaries.data(), ws.data());
-      for (int64_t g = 0; g < sweep.patch_groups(); ++g)
-        sweep.pool(summaries.data(), g, out.data() + n * out_sample, ws.data());
+      sweep->project(xt.data() + n * in_sample, 0, s.pixels(), P.data());
+      for (int64_t g = 0; g < sweep->sequence_groups(); ++g) sweep->summarize(P.data(), g, summaries.data(), ws.data());
+      for (int64_t g = 0; g < sweep->patch_groups(); ++g)
+        sweep->pool(summaries.data(), g, out.data() + n * out_sample, ws.data());
     }
     if (!grad_out) return;
     const std::vector<T> go = cast<T>(*grad_out);
     dx.assign(xt.size(), T(0));
-    grad.assign(sweep.layout().total, 0.0);
-    std::vector<T> buffers(sweep.backward_buffer_size());
+    grad.assign(sweep->layout().total, 0.0);
+    std::vector<T> buffers(sweep->backward_buffer_size());
     for (int64_t n = 0; n < c.batch; ++n)
-      sweep.backward_sample(xt.data() + n * in_sample, go.data() + n * out_sample, dx.data() + n * in_sample,
-                            grad.data(), buffers.data());
-    sweep.finalize(grad.data());
+      sweep->backward_sample(xt.data() + n * in_sample, go.data() + n * out_sample, dx.data() + n * in_sample,
+                             grad.data(), buffers.data());
+    sweep->finalize(grad.data());
   }
 };
 
-template <template <class, int> class CellT, class T, int L>
-double max_forward_error(const Case& c, const Params& p, const std::vector<double>& x) {
+template <class T>
+double max_forward_error(Factory<T> make, const Case& c, const Params& p, const std::vector<double>& x) {
   const std::vector<double> want = naive_forward(c, p, x);
-  const CoreRun<CellT, T, L> run(c, p, x, nullptr);
+  const CoreRun<T> run(make, c, p, x, nullptr);
   double err = 0;
   for (size_t i = 0; i < want.size(); ++i) err = std::max(err, std::fabs(double(run.out[i]) - want[i]));
   return want.empty() ? 0 : err;
@@ -215,11 +227,10 @@ std::vector<double*> all_values(Params& p, std::vector<double>& x) {
   return v;
 }
 
-template <template <class, int> class CellT>
-double max_gradient_error(const Case& c, Params p, std::vector<double> x, std::mt19937& rng) {
+double max_gradient_error(Factory<double> make, const Case& c, Params p, std::vector<double> x, std::mt19937& rng) {
   const SweepShape s = shape_of(c);
   const std::vector<double> go = random_vector(c.batch * s.out_channels() * s.patches(), rng, 1.0);
-  const CoreRun<CellT, double, 4> run(c, p, x, &go);
+  const CoreRun<double> run(make, c, p, x, &go);
   auto loss = [&]() {
     const std::vector<double> out = naive_forward(c, p, x);
     double l = 0;
@@ -260,32 +271,34 @@ int main() {
       {"gru global only single patch", CellKind::GRU, 1, 2, 3, 4, 3, 4, 1, 1, 0, 0, 3, 2, false, true, false},
       {"gru columns only", CellKind::GRU, 3, 2, 5, 5, 5, 2, 5, 1, 0, 0, 2, 2, false, false, true},
   };
-  for (const Case& c : cases) {
-    Params p;
-    p.rnn1 = random_cell(c.cell, c.channels, c.h1, rng);
-    p.rnn2 = random_cell(c.cell, c.h1, c.h2, rng);
-    if (c.global) {
-      p.proj_w = random_vector(4 * c.h2 * (c.kh + c.kw) * c.h1, rng, 0.3);
-      p.proj_b = random_vector(4 * c.h2, rng, 0.3);
+  std::vector<Isa> isas = {{"baseline", baseline::make_sweep_kernel<float>, baseline::make_sweep_kernel<double>}};
+#if defined(RNNPOOL_TEST_AVX2)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    isas.push_back({"avx2", avx2::make_sweep_kernel<float>, avx2::make_sweep_kernel<double>});
+  else
+    std::printf("this CPU has no AVX2+FMA: the avx2 build is not tested\n");
+#endif
+  for (const Isa& isa : isas)
+    for (const Case& c : cases) {
+      Params p;
+      p.rnn1 = random_cell(c.cell, c.channels, c.h1, rng);
+      p.rnn2 = random_cell(c.cell, c.h1, c.h2, rng);
+      if (c.global) {
+        p.proj_w = random_vector(4 * c.h2 * (c.kh + c.kw) * c.h1, rng, 0.3);
+        p.proj_b = random_vector(4 * c.h2, rng, 0.3);
+      }
+      const std::vector<double> x = random_vector(c.batch * c.channels * c.height * c.width, rng, 1.0);
+      const double f32 = max_forward_error(isa.f32, c, p, x);
+      const double f64 = max_forward_error(isa.f64, c, p, x);
+      const double grad = max_gradient_error(isa.f64, c, p, x, rng);
+      // The quantised nonlinearities have kinks, where finite differences are not derivatives.
+      const bool smooth = c.gate <= Nonlinearity::Tanh && c.update <= Nonlinearity::Tanh;
+      const std::string name = isa.name + " " + c.name;
+      expect(f32 < 2e-5, name + ": float32 forward error " + std::to_string(f32));
+      expect(f64 < 1e-12, name + ": float64 forward error " + std::to_string(f64));
+      expect(!smooth || grad < 1e-6, name + ": gradient error " + std::to_string(grad));
+      std::printf("%-45s fwd f32 %.1e  f64 %.1e  grad %.1e\n", name.c_str(), f32, f64, grad);
     }
-    const std::vector<double> x = random_vector(c.batch * c.channels * c.height * c.width, rng, 1.0);
-    double f32, f64, grad;
-    if (c.cell == CellKind::FastGRNN) {
-      f32 = max_forward_error<FastGRNN, float, 16>(c, p, x);
-      f64 = max_forward_error<FastGRNN, double, 4>(c, p, x);
-      grad = max_gradient_error<FastGRNN>(c, p, x, rng);
-    } else {
-      f32 = max_forward_error<GRU, float, 16>(c, p, x);
-      f64 = max_forward_error<GRU, double, 4>(c, p, x);
-      grad = max_gradient_error<GRU>(c, p, x, rng);
-    }
-    // The quantised nonlinearities have kinks, where finite differences are not derivatives.
-    const bool smooth = c.gate <= Nonlinearity::Tanh && c.update <= Nonlinearity::Tanh;
-    expect(f32 < 2e-5, c.name + ": float32 forward error " + std::to_string(f32));
-    expect(f64 < 1e-12, c.name + ": float64 forward error " + std::to_string(f64));
-    expect(!smooth || grad < 1e-6, c.name + ": gradient error " + std::to_string(grad));
-    std::printf("%-36s fwd f32 %.1e  f64 %.1e  grad %.1e\n", c.name.c_str(), f32, f64, grad);
-  }
   if (failures) std::printf("%d check(s) failed\n", failures);
   return failures ? 1 : 0;
 }

@@ -1,0 +1,45 @@
+// Plain descriptions shared by every ISA build of the core and by the torch bindings. Everything
+// with code lives in the per-ISA namespace (platform.h); these types must not.
+#pragma once
+
+#include <cstdint>
+
+namespace rnnpool {
+
+enum class CellKind : int { FastGRNN = 0, GRU = 1 };
+
+enum class Nonlinearity : int { Sigmoid = 0, Tanh = 1, QuantSigm = 2, QuantTanh = 3 };
+
+struct SweepShape {
+  int64_t batch, channels, height, width;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int64_t hidden1, hidden2;
+  bool rows, global, cols;  // output parts V^R, V^G, V^C (RNNPool = rows + cols)
+
+  int64_t out_h() const { return (height + 2 * pad_h - kernel_h) / stride_h + 1; }
+  int64_t out_w() const { return (width + 2 * pad_w - kernel_w) / stride_w + 1; }
+  int64_t patches() const { return out_h() * out_w(); }
+  int64_t pixels() const { return height * width; }
+  int64_t summaries() const { return kernel_h + kernel_w; }
+  bool needs_rnn2() const { return rows || cols; }
+  int64_t out_channels() const { return hidden2 * ((rows ? 2 : 0) + (global ? 4 : 0) + (cols ? 2 : 0)); }
+};
+
+template <class T>
+struct SweepParams {
+  const T* const* rnn1;  // the cell's parameters in the op's order
+  const T* const* rnn2;
+  const T* proj_weight;  // [4 hidden2, (kh + kw) hidden1], only with shape.global
+  const T* proj_bias;    // [4 hidden2]
+  Nonlinearity gate, update;
+};
+
+// Offsets of every parameter in one flat gradient vector: rnn1's, rnn2's, then proj weight and bias.
+struct GradOffsets {
+  static constexpr int kMaxCellParams = 6;
+  int num_cell_params;
+  int64_t rnn1[kMaxCellParams], rnn2[kMaxCellParams];
+  int64_t proj_weight, proj_bias, total;
+};
+
+}  // namespace rnnpool
