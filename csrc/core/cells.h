@@ -85,6 +85,87 @@ RNNPOOL_HD GRUPointGrad<T> gru_point_backward(T dh, T r, T z, T n, T ah_n, T h_p
 }
 
 // ---------------------------------------------------------------------------------------------
+// Element-wise lane loops. Each takes RNNPOOL_RESTRICT pointers so the compiler knows the arrays
+// are distinct and vectorises the loop over lanes; the math is the per-element functions above.
+// ---------------------------------------------------------------------------------------------
+
+// z = pre + bias_gate, h~ = pre + bias_update (before their nonlinearities)
+template <class T, int L>
+inline void fastgrnn_preactivations(int64_t H, const T* RNNPOOL_RESTRICT pre, const T* RNNPOOL_RESTRICT bias_gate,
+                                    const T* RNNPOOL_RESTRICT bias_update, T* RNNPOOL_RESTRICT z,
+                                    T* RNNPOOL_RESTRICT h_tilde) {
+  for (int64_t j = 0; j < H; ++j)
+    for (int l = 0; l < L; ++l) {
+      z[j * L + l] = pre[j * L + l] + bias_gate[j];
+      h_tilde[j * L + l] = pre[j * L + l] + bias_update[j];
+    }
+}
+
+template <class T, int L>
+inline void fastgrnn_mix_lanes(int64_t H, const T* RNNPOOL_RESTRICT z, const T* RNNPOOL_RESTRICT h_tilde, T zeta,
+                               T nu, T* RNNPOOL_RESTRICT h) {
+  for (int64_t i = 0; i < H * L; ++i) h[i] = fastgrnn_mix(z[i], h_tilde[i], h[i], zeta, nu);
+}
+
+// dh: in d/dh_t, out the direct part of d/dh_{t-1}; dpre = d/d(W x + U h_prev).
+template <class T, int L>
+inline void fastgrnn_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, const T* RNNPOOL_RESTRICT z,
+                                    const T* RNNPOOL_RESTRICT h_tilde, const T* RNNPOOL_RESTRICT dz_dpre,
+                                    const T* RNNPOOL_RESTRICT dh_dpre, T zeta, T nu, T* RNNPOOL_RESTRICT dh,
+                                    T* RNNPOOL_RESTRICT dpre, T* RNNPOOL_RESTRICT g_bias_gate,
+                                    T* RNNPOOL_RESTRICT g_bias_update, T* RNNPOOL_RESTRICT g_zeta,
+                                    T* RNNPOOL_RESTRICT g_nu) {
+  for (int64_t j = 0; j < H; ++j)
+    for (int l = 0; l < L; ++l) {
+      const int64_t i = j * L + l;
+      const FastGRNNPointGrad<T> g =
+          fastgrnn_mix_backward(dh[i], z[i], h_tilde[i], h_prev[i], zeta, nu, dz_dpre[i], dh_dpre[i]);
+      g_bias_gate[i] += g.pre_gate;
+      g_bias_update[i] += g.pre_update;
+      g_zeta[l] += g.zeta;
+      g_nu[l] += g.nu;
+      dpre[i] = g.pre_gate + g.pre_update;
+      dh[i] = g.h_prev;
+    }
+}
+
+// ai = W_ih x (without bias), ah = W_hh h + b_hh, both [3H][L]; writes r, z, n, ah_n and the new h.
+template <class T, int L>
+inline void gru_lanes(int64_t H, const T* RNNPOOL_RESTRICT ai, const T* RNNPOOL_RESTRICT bias_ih,
+                      const T* RNNPOOL_RESTRICT ah, T* RNNPOOL_RESTRICT r, T* RNNPOOL_RESTRICT z,
+                      T* RNNPOOL_RESTRICT n, T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT h) {
+  const int64_t HL = H * L;
+  for (int64_t j = 0; j < H; ++j)
+    for (int l = 0; l < L; ++l) {
+      const int64_t i = j * L + l;
+      const GRUPoint<T> p = gru_point(ai[i] + bias_ih[j], ai[HL + i] + bias_ih[H + j],
+                                      ai[2 * HL + i] + bias_ih[2 * H + j], ah[i], ah[HL + i], ah[2 * HL + i], h[i]);
+      r[i] = p.r;
+      z[i] = p.z;
+      n[i] = p.n;
+      ah_n[i] = ah[2 * HL + i];
+      h[i] = p.h;
+    }
+}
+
+// dh: in d/dh_t, out the direct part of d/dh_{t-1}; dai = d/d ai, dah = d/d ah ([3H][L] each).
+template <class T, int L>
+inline void gru_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, const T* RNNPOOL_RESTRICT r,
+                               const T* RNNPOOL_RESTRICT z, const T* RNNPOOL_RESTRICT n,
+                               const T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT dh, T* RNNPOOL_RESTRICT dai,
+                               T* RNNPOOL_RESTRICT dah) {
+  const int64_t HL = H * L;
+  for (int64_t i = 0; i < HL; ++i) {
+    const GRUPointGrad<T> g = gru_point_backward(dh[i], r[i], z[i], n[i], ah_n[i], h_prev[i]);
+    dai[i] = dah[i] = g.ai_r;
+    dai[HL + i] = dah[HL + i] = g.ai_z;
+    dai[2 * HL + i] = g.ai_n;
+    dah[2 * HL + i] = g.ah_n;
+    dh[i] = g.h_prev;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Lane-batched cells. Parameters arrive as a list of pointers in the op's order (see rnnpool.cpp);
 // gradients are accumulated into per-lane buffers with the same order ([numel][L] each).
 // ---------------------------------------------------------------------------------------------
@@ -108,8 +189,11 @@ struct FastGRNN {
 
   static Weights bind(const T* const* params, int64_t hidden, Nonlinearity gate, Nonlinearity update) {
     return Weights{params[kW], params[kU], params[kBiasGate], params[kBiasUpdate],
-                   sigmoid(params[kZeta][0]), sigmoid(params[kNu][0]), hidden, gate, update};
+                   squash(params[kZeta][0]), squash(params[kNu][0]), hidden, gate, update};
   }
+
+  // sigmoid of the raw zeta and nu, once per call, in double: EdgeML's nu = -100 gives 4e-44.
+  static T squash(T raw) { return static_cast<T>(sigmoid(static_cast<double>(raw))); }
 
   static void param_numels(int64_t input, int64_t hidden, int64_t* numel) {
     numel[kW] = hidden * input;
@@ -124,48 +208,29 @@ struct FastGRNN {
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* pre = scratch;
+    // The activations go to the tape when recording, else to scratch.
     T* z = tape ? tape + n : scratch + n;
     T* h_tilde = tape ? tape + 2 * n : scratch + 2 * n;
     copy(xp, n, pre);
     matvec_accumulate<T, L>(w.U, H, H, h, pre);
-    for (int64_t j = 0; j < H; ++j)
-      for (int l = 0; l < L; ++l) {
-        z[j * L + l] = pre[j * L + l] + w.bias_gate[j];
-        h_tilde[j * L + l] = pre[j * L + l] + w.bias_update[j];
-      }
+    fastgrnn_preactivations<T, L>(H, pre, w.bias_gate, w.bias_update, z, h_tilde);
     activate_inplace(w.gate, z, n);
     activate_inplace(w.update, h_tilde, n);
     if (tape) copy(h, n, tape);
-    for (int64_t i = 0; i < n; ++i) h[i] = fastgrnn_mix(z[i], h_tilde[i], h[i], w.zeta, w.nu);
+    fastgrnn_mix_lanes<T, L>(H, z, h_tilde, w.zeta, w.nu, h);
   }
 
   // dh: in d/dh_t, out d/dh_{t-1}. dxp += d/dxp. grad[p]: per-lane accumulators.
   static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     const T* h_prev = tape;
-    const T* z = tape + n;
-    const T* h_tilde = tape + 2 * n;
     T* dpre = scratch;
     T* dz_dpre = scratch + n;
     T* dh_dpre = scratch + 2 * n;
-    derivative_from_output(w.gate, z, dz_dpre, n);
-    derivative_from_output(w.update, h_tilde, dh_dpre, n);
-    T* g_bias_gate = grad[kBiasGate];
-    T* g_bias_update = grad[kBiasUpdate];
-    T* g_zeta = grad[kZeta];
-    T* g_nu = grad[kNu];
-    for (int64_t j = 0; j < H; ++j)
-      for (int l = 0; l < L; ++l) {
-        const int64_t i = j * L + l;
-        const FastGRNNPointGrad<T> g =
-            fastgrnn_mix_backward(dh[i], z[i], h_tilde[i], h_prev[i], w.zeta, w.nu, dz_dpre[i], dh_dpre[i]);
-        g_bias_gate[i] += g.pre_gate;
-        g_bias_update[i] += g.pre_update;
-        g_zeta[l] += g.zeta;
-        g_nu[l] += g.nu;
-        dpre[i] = g.pre_gate + g.pre_update;
-        dh[i] = g.h_prev;
-      }
+    derivative_from_output(w.gate, tape + n, dz_dpre, n);
+    derivative_from_output(w.update, tape + 2 * n, dh_dpre, n);
+    fastgrnn_backward_lanes<T, L>(H, h_prev, tape + n, tape + 2 * n, dz_dpre, dh_dpre, w.zeta, w.nu, dh, dpre,
+                                  grad[kBiasGate], grad[kBiasUpdate], grad[kZeta], grad[kNu]);
     add_lanes<T, L>(dpre, H, dxp);
     outer_accumulate<T, L>(dpre, H, h_prev, H, grad[kU]);
     matvec_transposed_accumulate<T, L>(w.U, H, H, dpre, dh);
@@ -204,45 +269,25 @@ struct GRU {
   }
 
   static int64_t tape_size(int64_t hidden) { return 5 * hidden * L; }  // h_prev, r, z, n, ah_n
-  static int64_t scratch_size(int64_t hidden) { return 6 * hidden * L; }  // backward: d ai, d ah
+  // forward: ah [3H] and the activations when not recording [5H]; backward: dai, dah [3H] each
+  static int64_t scratch_size(int64_t hidden) { return 8 * hidden * L; }
 
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* ah = scratch;  // [3H][L] = W_hh h + b_hh
+    T* act = tape ? tape : scratch + 3 * n;  // [h_prev, r, z, n, ah_n] x [H][L]
     broadcast_lanes<T, L>(w.bias_hh, 3 * H, ah);
     matvec_accumulate<T, L>(w.weight_hh, 3 * H, H, h, ah);
-    if (tape) copy(h, n, tape);
-    for (int64_t j = 0; j < H; ++j)
-      for (int l = 0; l < L; ++l) {
-        const int64_t r = j * L + l, z = (H + j) * L + l, c = (2 * H + j) * L + l;
-        const GRUPoint<T> p = gru_point(xp[r] + w.bias_ih[j], xp[z] + w.bias_ih[H + j],
-                                        xp[c] + w.bias_ih[2 * H + j], ah[r], ah[z], ah[c], h[r]);
-        if (tape) {
-          tape[n + r] = p.r;
-          tape[2 * n + r] = p.z;
-          tape[3 * n + r] = p.n;
-          tape[4 * n + r] = ah[c];
-        }
-        h[r] = p.h;
-      }
+    copy(h, n, act);
+    gru_lanes<T, L>(H, xp, w.bias_ih, ah, act + n, act + 2 * n, act + 3 * n, act + 4 * n, h);
   }
 
   static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     const T* h_prev = tape;
-    T* dai = scratch;          // [3H][L]
-    T* dah = scratch + 3 * n;  // [3H][L]
-    for (int64_t j = 0; j < H; ++j)
-      for (int l = 0; l < L; ++l) {
-        const int64_t i = j * L + l;
-        const GRUPointGrad<T> g =
-            gru_point_backward(dh[i], tape[n + i], tape[2 * n + i], tape[3 * n + i], tape[4 * n + i], h_prev[i]);
-        dai[i] = dah[i] = g.ai_r;
-        dai[n + i] = dah[n + i] = g.ai_z;
-        dai[2 * n + i] = g.ai_n;
-        dah[2 * n + i] = g.ah_n;
-        dh[i] = g.h_prev;
-      }
+    T* dai = scratch;
+    T* dah = scratch + 3 * n;
+    gru_backward_lanes<T, L>(H, h_prev, tape + n, tape + 2 * n, tape + 3 * n, tape + 4 * n, dh, dai, dah);
     add_lanes<T, L>(dai, 3 * H, dxp);
     add_lanes<T, L>(dai, 3 * H, grad[kBiasIH]);
     add_lanes<T, L>(dah, 3 * H, grad[kBiasHH]);

@@ -1,0 +1,134 @@
+"""Benchmark shapes as data, the layer/input each one needs, and its FLOP count."""
+
+from dataclasses import dataclass
+
+import torch
+
+from rnnpool_ops import ReX2d, RNNPool2d
+
+# Which backend stands for which side of the comparison.
+BACKENDS = {"fused": "cpp", "unfused": "reference"}
+PASSES = ("forward", "forward+backward")
+
+# Input projections per cell: FastGRNN shares W (and U) between its gate and
+# its update, GRU has three blocks (r, z, n).
+GATE_BLOCKS = {"fastgrnn": 1, "gru": 3}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    batch: int
+    channels: int
+    height: int
+    width: int
+    kernel: int
+    stride: int
+    padding: int
+    hidden1: int
+    hidden2: int
+    cell: str
+    parts: str
+
+    def output_size(self):
+        def side(n):
+            return (n + 2 * self.padding - self.kernel) // self.stride + 1
+
+        return side(self.height), side(self.width)
+
+    def describe(self):
+        return (
+            f"N={self.batch}, C={self.channels}, {self.height}x{self.width}, "
+            f"patch {self.kernel}, stride {self.stride}, pad {self.padding}, "
+            f"h1={self.hidden1}, h2={self.hidden2}, {self.cell}, parts {self.parts}"
+        )
+
+
+CASES = {
+    case.name: case
+    for case in (
+        Case("mobilenetv2-rnnpool-stem", 8, 32, 112, 112, 6, 4, 0, 16, 16, "fastgrnn", "RC"),
+        Case("rex-mobilenetv2", 8, 32, 112, 112, 6, 4, 0, 16, 8, "gru", "RGC"),
+        Case("vww-rnnpool", 8, 8, 112, 112, 6, 4, 0, 8, 8, "fastgrnn", "RC"),
+    )
+}
+
+
+def forward_flops(case):
+    """FLOPs of one forward pass (2 per multiply-add; elementwise gate math not counted).
+
+    Counted as a fused kernel does the work: W x once per input pixel (the row
+    pass, the column pass and overlapping patches all reuse it), then per patch
+    the RNN1 recurrences U h over kh rows of kw steps and kw columns of kh
+    steps, RNN2 (input and recurrent matmuls) over each summary sequence it
+    reads in both directions, and the ReX projection f_L.
+    """
+    gates = GATE_BLOCKS[case.cell]
+    h1, h2, k = case.hidden1, case.hidden2, case.kernel
+    out_h, out_w = case.output_size()
+    patches = case.batch * out_h * out_w
+
+    input_projection = case.batch * case.height * case.width * case.channels * gates * h1
+    rnn1 = patches * (2 * k * k) * h1 * gates * h1
+    rnn2_steps = 2 * k * (("R" in case.parts) + ("C" in case.parts))
+    rnn2 = patches * rnn2_steps * (h1 + h2) * gates * h2
+    projection = patches * (2 * k * h1) * (4 * h2) if "G" in case.parts else 0
+    return 2 * (input_projection + rnn1 + rnn2 + projection)
+
+
+def pass_flops(case, pass_name):
+    # The backward pass needs about twice the forward's multiply-adds (input
+    # gradients plus weight gradients), the usual 3x rule for forward+backward.
+    return forward_flops(case) * (3 if pass_name == "forward+backward" else 1)
+
+
+@torch.no_grad()
+def _redraw(layer, generator):
+    # Fresh random weights scaled by 1/sqrt(fan-in) keep the gates away from
+    # saturation (RNNPool's default zeta/nu would pin them), as trained layers are.
+    for param in layer.parameters():
+        std = param.shape[-1] ** -0.5 if param.dim() > 1 else 0.5  # biases, zeta, nu
+        param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+def build(case, seed=0):
+    """The layer (random parameters) and a random input for a case."""
+    generator = torch.Generator().manual_seed(seed)
+    common = dict(
+        in_channels=case.channels,
+        hidden1=case.hidden1,
+        hidden2=case.hidden2,
+        kernel_size=case.kernel,
+        stride=case.stride,
+        padding=case.padding,
+        cell=case.cell,
+    )
+    if case.parts == "RC":
+        layer = RNNPool2d(**common)
+    else:
+        layer = ReX2d(**common, parts=case.parts)
+    _redraw(layer, generator)
+    x = torch.randn(case.batch, case.channels, case.height, case.width, generator=generator)
+    return layer, x
+
+
+def make_step(layer, x, backend, pass_name):
+    """One repetition of a pass on a backend, as a zero-argument callable."""
+    if pass_name == "forward":
+
+        def step():
+            layer.backend = backend
+            with torch.no_grad():
+                layer(x)
+
+        return step
+
+    x = x.detach().requires_grad_()
+
+    def step():
+        layer.backend = backend
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).sum().backward()
+
+    return step

@@ -1,0 +1,120 @@
+"""Fused-vs-unfused benchmark report.
+
+    python -m benchmarks.report [--cases NAME ...] [--reps N] [--warmup N] [--threads T]
+
+Prints a markdown table and writes it, with the machine it ran on, to
+benchmarks/results/cpu-<cpu-model>.md and .json.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from benchmarks.cases import CASES
+from benchmarks.timing import measure_case
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--reps", type=int, default=7, help="timed repetitions per backend (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions per backend first")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    return parser.parse_args(argv)
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.node()
+
+
+def machine_info():
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def markdown_table(timings):
+    lines = [
+        "| case | pass | fused ms | unfused ms | speedup | fused GFLOP/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for t in timings:
+        lines.append(
+            f"| {t.case} | {t.pass_name} | {t.fused_ms:.2f} | {t.unfused_ms:.2f} "
+            f"| {t.speedup:.1f}x | {t.fused_gflops:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown_report(table, machine, settings):
+    machine_lines = [f"- {key}: {value}" for key, value in machine.items()]
+    case_lines = [f"- `{name}`: {CASES[name].describe()}" for name in settings["cases"]]
+    return "\n".join(
+        [
+            "# CPU benchmark: fused (`cpp`) vs unfused (`reference`)",
+            "",
+            *machine_lines,
+            f"- repetitions: {settings['reps']} (median), warmup {settings['warmup']}, "
+            "fused and unfused interleaved in the same run",
+            "",
+            table,
+            "",
+            "Speedup = unfused / fused. GFLOP/s counts the fused algorithm's matmul work "
+            "(benchmarks/cases.py: forward_flops; forward+backward = 3x forward).",
+            "",
+            "Cases:",
+            *case_lines,
+            "",
+        ]
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    timings = []
+    for name in args.cases:
+        print(f"timing {name} ...", flush=True)
+        timings.extend(measure_case(CASES[name], args.reps, args.warmup))
+
+    machine = machine_info()
+    settings = {"cases": args.cases, "reps": args.reps, "warmup": args.warmup}
+    table = markdown_table(timings)
+    print(table)
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = RESULTS_DIR / f"cpu-{slug(machine['cpu'])}"
+    stem.with_suffix(".md").write_text(markdown_report(table, machine, settings))
+    results = [dict(asdict(t), speedup=t.speedup, fused_gflops=t.fused_gflops) for t in timings]
+    payload = {"machine": machine, "settings": settings, "results": results}
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {stem}.md and {stem}.json")
+
+
+if __name__ == "__main__":
+    main()

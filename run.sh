@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The one entry point:
+#   bash run.sh bench [report args]   fused-vs-unfused benchmark report (benchmarks/report.py)
+#   bash run.sh test  [pytest args]   C++ core tests (ctest), then the Python tests
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+VENV=.venv
+PY="$VENV/bin/python"
+# torch 2.14.1 is the CUDA build: the CUDA kernels can be compiled against it.
+# setuptools >= 70.1 builds editable wheels without the separate `wheel` package.
+DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest "setuptools>=70.1")
+
+log() { printf '[run.sh] %s\n' "$*"; }
+
+usage() {
+  echo "usage: bash run.sh {bench|test} [args...]" >&2
+  exit 2
+}
+
+setup() {
+  if [[ ! -x "$PY" ]]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  # pip installs only what is missing or at another version; a no-op costs ~2 s.
+  log "checking dependencies"
+  "$PY" -m pip install -q "${DEPS[@]}"
+  build_extension
+}
+
+# An editable pip install recompiles every source each time (~30 s here), so
+# rebuild only when the C++ sources, setup.py or this script (its pins) changed.
+build_extension() {
+  local stamp="$VENV/.extension-built"
+  if [[ -f "$stamp" ]] && compgen -G "rnnpool_ops/_C*.so" >/dev/null &&
+    [[ -z "$(find csrc setup.py run.sh -newer "$stamp" -print -quit)" ]]; then
+    log "extension up to date"
+    return
+  fi
+  log "building the extension"
+  "$PY" -m pip install -q --no-build-isolation -e .
+  touch "$stamp"
+}
+
+run_tests() {
+  log "C++ core: cmake + ctest in build/core"
+  cmake -S . -B build/core >/dev/null
+  cmake --build build/core -j "$(nproc)"
+  ctest --test-dir build/core --output-on-failure
+  log "Python tests"
+  "$PY" -m pytest python_tests -q "$@"
+}
+
+[[ $# -ge 1 ]] || usage
+cmd=$1
+shift
+case "$cmd" in
+  bench) setup; "$PY" -m benchmarks.report "$@" ;;
+  test) setup; run_tests "$@" ;;
+  *) usage ;;
+esac
