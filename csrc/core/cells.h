@@ -89,18 +89,6 @@ RNNPOOL_HD GRUPointGrad<T> gru_point_backward(T dh, T r, T z, T n, T ah_n, T h_p
 // are distinct and vectorises the loop over lanes; the math is the per-element functions above.
 // ---------------------------------------------------------------------------------------------
 
-// z = pre + bias_gate, h~ = pre + bias_update (before their nonlinearities)
-template <class T, int L>
-inline void fastgrnn_preactivations(int64_t H, const T* RNNPOOL_RESTRICT pre, const T* RNNPOOL_RESTRICT bias_gate,
-                                    const T* RNNPOOL_RESTRICT bias_update, T* RNNPOOL_RESTRICT z,
-                                    T* RNNPOOL_RESTRICT h_tilde) {
-  for (int64_t j = 0; j < H; ++j)
-    for (int l = 0; l < L; ++l) {
-      z[j * L + l] = pre[j * L + l] + bias_gate[j];
-      h_tilde[j * L + l] = pre[j * L + l] + bias_update[j];
-    }
-}
-
 template <class T, int L>
 inline void fastgrnn_mix_lanes(int64_t H, const T* RNNPOOL_RESTRICT z, const T* RNNPOOL_RESTRICT h_tilde, T zeta,
                                T nu, T* RNNPOOL_RESTRICT h) {
@@ -168,6 +156,9 @@ inline void gru_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, cons
 // ---------------------------------------------------------------------------------------------
 // Lane-batched cells. Parameters arrive as a list of pointers in the op's order (see rnnpool.cpp);
 // gradients are accumulated into per-lane buffers with the same order ([numel][L] each).
+// step_backward leaves the recurrent weight's gradient to its caller: it writes d_recurrent, the
+// gradient of the recurrent product (kRecurrentRows * hidden rows), and the caller adds the outer
+// products with h_prev (the head of each step's tape) for a whole sequence at once.
 // ---------------------------------------------------------------------------------------------
 
 template <class T, int L>
@@ -176,6 +167,7 @@ struct FastGRNN {
   static constexpr int kGates = 1;
   static constexpr int kNumParams = 6;
   enum Param { kW = 0, kU, kBiasGate, kBiasUpdate, kZeta, kNu };
+  static constexpr int kRecurrentWeight = kU, kRecurrentRows = 1;
 
   struct Weights {
     const T* W;  // [hidden, input]
@@ -213,7 +205,8 @@ struct FastGRNN {
     T* h_tilde = tape ? tape + 2 * n : scratch + 2 * n;
     copy(xp, n, pre);
     matvec_accumulate<T, L>(w.U, H, H, h, pre);
-    fastgrnn_preactivations<T, L>(H, pre, w.bias_gate, w.bias_update, z, h_tilde);
+    add_bias_lanes<T, L>(pre, w.bias_gate, H, z);
+    add_bias_lanes<T, L>(pre, w.bias_update, H, h_tilde);
     activate_inplace(w.gate, z, n);
     activate_inplace(w.update, h_tilde, n);
     if (tape) copy(h, n, tape);
@@ -221,18 +214,18 @@ struct FastGRNN {
   }
 
   // dh: in d/dh_t, out d/dh_{t-1}. dxp += d/dxp. grad[p]: per-lane accumulators.
-  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* scratch) {
+  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent,
+                            T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     const T* h_prev = tape;
-    T* dpre = scratch;
-    T* dz_dpre = scratch + n;
-    T* dh_dpre = scratch + 2 * n;
+    T* dpre = d_recurrent;  // pre = W x + U h_prev
+    T* dz_dpre = scratch;
+    T* dh_dpre = scratch + n;
     derivative_from_output(w.gate, tape + n, dz_dpre, n);
     derivative_from_output(w.update, tape + 2 * n, dh_dpre, n);
     fastgrnn_backward_lanes<T, L>(H, h_prev, tape + n, tape + 2 * n, dz_dpre, dh_dpre, w.zeta, w.nu, dh, dpre,
                                   grad[kBiasGate], grad[kBiasUpdate], grad[kZeta], grad[kNu]);
     add_lanes<T, L>(dpre, H, dxp);
-    outer_accumulate<T, L>(dpre, H, h_prev, H, grad[kU]);
     matvec_transposed_accumulate<T, L>(w.U, H, H, dpre, dh);
   }
 
@@ -249,6 +242,7 @@ struct GRU {
   static constexpr int kGates = 3;
   static constexpr int kNumParams = 4;
   enum Param { kWeightIH = 0, kWeightHH, kBiasIH, kBiasHH };
+  static constexpr int kRecurrentWeight = kWeightHH, kRecurrentRows = 3;
 
   struct Weights {
     const T* weight_ih;  // [3 hidden, input], gates r, z, n
@@ -269,29 +263,29 @@ struct GRU {
   }
 
   static int64_t tape_size(int64_t hidden) { return 5 * hidden * L; }  // h_prev, r, z, n, ah_n
-  // forward: ah [3H] and the activations when not recording [5H]; backward: dai, dah [3H] each
+  // forward: ah [3H] and the activations when not recording [5H]; backward: dai [3H]
   static int64_t scratch_size(int64_t hidden) { return 8 * hidden * L; }
 
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* ah = scratch;  // [3H][L] = W_hh h + b_hh
     T* act = tape ? tape : scratch + 3 * n;  // [h_prev, r, z, n, ah_n] x [H][L]
-    broadcast_lanes<T, L>(w.bias_hh, 3 * H, ah);
+    add_bias_lanes<T, L>(nullptr, w.bias_hh, 3 * H, ah);
     matvec_accumulate<T, L>(w.weight_hh, 3 * H, H, h, ah);
     copy(h, n, act);
     gru_lanes<T, L>(H, xp, w.bias_ih, ah, act + n, act + 2 * n, act + 3 * n, act + 4 * n, h);
   }
 
-  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* scratch) {
+  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent,
+                            T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     const T* h_prev = tape;
     T* dai = scratch;
-    T* dah = scratch + 3 * n;
+    T* dah = d_recurrent;  // ah = W_hh h_prev + b_hh
     gru_backward_lanes<T, L>(H, h_prev, tape + n, tape + 2 * n, tape + 3 * n, tape + 4 * n, dh, dai, dah);
     add_lanes<T, L>(dai, 3 * H, dxp);
     add_lanes<T, L>(dai, 3 * H, grad[kBiasIH]);
     add_lanes<T, L>(dah, 3 * H, grad[kBiasHH]);
-    outer_accumulate<T, L>(dah, 3 * H, h_prev, H, grad[kWeightHH]);
     matvec_transposed_accumulate<T, L>(w.weight_hh, 3 * H, H, dah, dh);
   }
 

@@ -46,50 +46,85 @@ struct LaneRegs {
   void store(T* p) const {
     for (int k = 0; k < K; ++k) *reinterpret_cast<Vec<T>*>(p + k * kWidth) = v[k];
   }
-  void fma(T w, const T* p) {  // this += w * p[0:L]
-    for (int k = 0; k < K; ++k) v[k] += w * *reinterpret_cast<const Vec<T>*>(p + k * kWidth);
+  static LaneRegs splat(T s) {
+    LaneRegs r;
+    for (int k = 0; k < K; ++k) r.v[k] = Vec<T>{} + s;
+    return r;
+  }
+  void fma(T w, const LaneRegs& x) {  // this += w * x
+    for (int k = 0; k < K; ++k) v[k] += w * x.v[k];
+  }
+  void mul_add(const LaneRegs& x, const LaneRegs& y) {  // this += x * y
+    for (int k = 0; k < K; ++k) v[k] += x.v[k] * y.v[k];
+  }
+  void add(const LaneRegs& x) {
+    for (int k = 0; k < K; ++k) v[k] += x.v[k];
   }
 };
 
 // out[r] += M[r, :] . v          M row-major [rows, cols]; out [rows][L]; v [cols][L]
+// Four rows at a time: each loaded v[c] feeds four accumulators, so the loop is bound by FMAs
+// rather than by loads.
 template <class T, int L>
 inline void matvec_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols,
                               const T* RNNPOOL_RESTRICT v, T* RNNPOOL_RESTRICT out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    auto acc = LaneRegs<T, L>::load(out + r * L);
-    const T* m = M + r * cols;
-    for (int64_t c = 0; c < cols; ++c) acc.fma(m[c], v + c * L);
+  using Regs = LaneRegs<T, L>;
+  constexpr int kRows = 4;
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) {
+    Regs acc[kRows];
+    for (int i = 0; i < kRows; ++i) acc[i] = Regs::load(out + (r + i) * L);
+    for (int64_t c = 0; c < cols; ++c) {
+      const Regs vc = Regs::load(v + c * L);
+      for (int i = 0; i < kRows; ++i) acc[i].fma(M[(r + i) * cols + c], vc);
+    }
+    for (int i = 0; i < kRows; ++i) acc[i].store(out + (r + i) * L);
+  }
+  for (; r < rows; ++r) {
+    Regs acc = Regs::load(out + r * L);
+    for (int64_t c = 0; c < cols; ++c) acc.fma(M[r * cols + c], Regs::load(v + c * L));
     acc.store(out + r * L);
   }
 }
 
 // out[c] += M[:, c] . v          (the transpose of matvec_accumulate; v [rows][L]; out [cols][L])
+// Four columns at a time, for the same reason as matvec_accumulate.
 template <class T, int L>
 inline void matvec_transposed_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols,
                                          const T* RNNPOOL_RESTRICT v, T* RNNPOOL_RESTRICT out) {
-  for (int64_t c = 0; c < cols; ++c) {
-    auto acc = LaneRegs<T, L>::load(out + c * L);
-    for (int64_t r = 0; r < rows; ++r) acc.fma(M[r * cols + c], v + r * L);
+  using Regs = LaneRegs<T, L>;
+  constexpr int kCols = 4;
+  int64_t c = 0;
+  for (; c + kCols <= cols; c += kCols) {
+    Regs acc[kCols];
+    for (int i = 0; i < kCols; ++i) acc[i] = Regs::load(out + (c + i) * L);
+    for (int64_t r = 0; r < rows; ++r) {
+      const Regs vr = Regs::load(v + r * L);
+      for (int i = 0; i < kCols; ++i) acc[i].fma(M[r * cols + c + i], vr);
+    }
+    for (int i = 0; i < kCols; ++i) acc[i].store(out + (c + i) * L);
+  }
+  for (; c < cols; ++c) {
+    Regs acc = Regs::load(out + c * L);
+    for (int64_t r = 0; r < rows; ++r) acc.fma(M[r * cols + c], Regs::load(v + r * L));
     acc.store(out + c * L);
   }
 }
 
-// G[r, c][l] += a[r][l] * b[c][l]   (outer products kept per lane; summed over lanes later, so the
-// accumulation stays vertical and its order does not depend on threads)
+// G[r, c][l] += sum over t < steps of a_t[r][l] * b_t[c][l], where a_t = a + t * a_step and
+// b_t = b + t * b_step. Outer products are kept per lane (summed over lanes later, so the order
+// of the sums does not depend on threads), and G is read and written once for all the steps.
 template <class T, int L>
-inline void outer_accumulate(const T* RNNPOOL_RESTRICT a, int64_t rows, const T* RNNPOOL_RESTRICT b,
-                             int64_t cols, T* RNNPOOL_RESTRICT G) {
+inline void outer_accumulate(const T* RNNPOOL_RESTRICT a, int64_t a_step, int64_t rows, const T* RNNPOOL_RESTRICT b,
+                             int64_t b_step, int64_t cols, int64_t steps, T* RNNPOOL_RESTRICT G) {
   using Regs = LaneRegs<T, L>;
-  for (int64_t r = 0; r < rows; ++r) {
-    const Regs ar = Regs::load(a + r * L);
-    T* g = G + r * cols * L;
+  for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
-      Regs acc = Regs::load(g + c * L);
-      const Regs bc = Regs::load(b + c * L);
-      for (int k = 0; k < Regs::K; ++k) acc.v[k] += ar.v[k] * bc.v[k];
-      acc.store(g + c * L);
+      T* g = G + (r * cols + c) * L;
+      Regs acc = Regs::load(g);
+      for (int64_t t = 0; t < steps; ++t) acc.mul_add(Regs::load(a + t * a_step + r * L), Regs::load(b + t * b_step + c * L));
+      acc.store(g);
     }
-  }
 }
 
 // out[i][l] += v[i][l] for n rows
@@ -98,11 +133,16 @@ inline void add_lanes(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRIC
   for (int64_t i = 0; i < n * L; ++i) out[i] += v[i];
 }
 
-// out[i][l] = bias[i] for n rows
+// out[i][l] = v[i][l] + bias[i] for n rows (v may be null: out[i][l] = bias[i])
 template <class T, int L>
-inline void broadcast_lanes(const T* RNNPOOL_RESTRICT bias, int64_t n, T* RNNPOOL_RESTRICT out) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int l = 0; l < L; ++l) out[i * L + l] = bias[i];
+inline void add_bias_lanes(const T* RNNPOOL_RESTRICT v, const T* RNNPOOL_RESTRICT bias, int64_t n,
+                           T* RNNPOOL_RESTRICT out) {
+  using Regs = LaneRegs<T, L>;
+  for (int64_t i = 0; i < n; ++i) {
+    Regs r = Regs::splat(bias[i]);
+    if (v) r.add(Regs::load(v + i * L));
+    r.store(out + i * L);
+  }
 }
 
 template <class T>

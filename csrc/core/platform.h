@@ -2,8 +2,12 @@
 #pragma once
 
 // Functions marked RNNPOOL_HD are shared between host C++ and CUDA device code.
+// Always inlined: the element-wise loops only vectorise when these are inlined into them, and
+// GCC's heuristics can decline in a large translation unit (seen with the -fPIC extension build).
 #if defined(__CUDACC__)
 #define RNNPOOL_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__) || defined(__clang__)
+#define RNNPOOL_HD inline __attribute__((always_inline))
 #else
 #define RNNPOOL_HD inline
 #endif

@@ -49,62 +49,79 @@ GradOffsets grad_offsets(const SweepShape& s) {
   return o;
 }
 
+// The projections below work on blocks of kPixelBlock<T> pixels held as lane registers (lanes.h).
+template <class T>
+constexpr int kPixelBlock = 2 * kVecBytes / static_cast<int>(sizeof(T));
+
+// Rows [g0, g0 + kRows) of P for one full pixel block: kRows accumulators stay in registers while
+// the loop over channels streams the block's pixels.
+template <int kRows, class T>
+inline void project_block(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t p0, int64_t g0,
+                          T* P) {
+  constexpr int PB = kPixelBlock<T>;
+  using Regs = LaneRegs<T, PB>;
+  Regs acc[kRows];
+  for (int i = 0; i < kRows; ++i) acc[i] = Regs::splat(T(0));
+  for (int64_t c = 0; c < C; ++c) {
+    const Regs xc = Regs::load(x + c * npix + p0);
+    for (int i = 0; i < kRows; ++i) acc[i].fma(W[(g0 + i) * C + c], xc);
+  }
+  T tile[kRows * PB];
+  for (int i = 0; i < kRows; ++i) acc[i].store(tile + i * PB);
+  for (int q = 0; q < PB; ++q)
+    for (int i = 0; i < kRows; ++i) P[(p0 + q) * G + g0 + i] = tile[i * PB + q];
+}
+
 // P[pix][g] = sum_c W[g][c] x[c][pix] for pix in [begin, end); x is one sample [C][npix].
 template <class T>
 void project_pixels(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t begin, int64_t end,
                     T* P) {
-  constexpr int64_t kBlock = 64;
-  T acc[kBlock];
-  for (int64_t p0 = begin; p0 < end; p0 += kBlock) {
-    const int64_t nb = std::min(kBlock, end - p0);
-    for (int64_t g = 0; g < G; ++g) {
-      fill(acc, nb, T(0));
-      for (int64_t c = 0; c < C; ++c) {
-        const T w = W[g * C + c];
-        const T* xr = x + c * npix + p0;
-        for (int64_t q = 0; q < nb; ++q) acc[q] += w * xr[q];
-      }
-      for (int64_t q = 0; q < nb; ++q) P[(p0 + q) * G + g] = acc[q];
-    }
+  constexpr int PB = kPixelBlock<T>, kRows = 4;
+  int64_t p0 = begin;
+  for (; p0 + PB <= end; p0 += PB) {
+    int64_t g0 = 0;
+    for (; g0 + kRows <= G; g0 += kRows) project_block<kRows>(W, G, C, x, npix, p0, g0, P);
+    for (; g0 < G; ++g0) project_block<1>(W, G, C, x, npix, p0, g0, P);
   }
+  for (; p0 < end; ++p0)  // the last partial block
+    for (int64_t g = 0; g < G; ++g) {
+      T acc = 0;
+      for (int64_t c = 0; c < C; ++c) acc += W[g * C + c] * x[c * npix + p0];
+      P[p0 * G + g] = acc;
+    }
 }
 
 // The transpose of project_pixels: dx[c][pix] = sum_g W[g][c] dP[pix][g] (overwrites dx) and
-// dW[g][c] += sum_pix dP[pix][g] x[c][pix], summed in a fixed order.
+// dW[g][c] += sum_pix dP[pix][g] x[c][pix]. dW is summed per pixel lane in T, then over lanes in
+// double, in a fixed order. buffer: (G + C + G * C) * kPixelBlock<T> elements.
 template <class T>
 void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, const T* dP, T* dx,
-                             double* dW) {
-  constexpr int64_t kBlock = 64;
-  constexpr int kPartials = 8;
-  std::vector<T> dPt(G * kBlock);
-  T acc[kBlock];
-  for (int64_t p0 = 0; p0 < npix; p0 += kBlock) {
-    const int64_t nb = std::min(kBlock, npix - p0);
-    for (int64_t q = 0; q < nb; ++q)
-      for (int64_t g = 0; g < G; ++g) dPt[g * kBlock + q] = dP[(p0 + q) * G + g];
-    for (int64_t q = nb; q < kBlock; ++q)
-      for (int64_t g = 0; g < G; ++g) dPt[g * kBlock + q] = T(0);
-    for (int64_t c = 0; c < C; ++c) {
-      fill(acc, kBlock, T(0));
-      for (int64_t g = 0; g < G; ++g) {
-        const T w = W[g * C + c];
-        for (int64_t q = 0; q < kBlock; ++q) acc[q] += w * dPt[g * kBlock + q];
-      }
-      copy(acc, nb, dx + c * npix + p0);
-    }
+                             double* dW, T* buffer) {
+  constexpr int PB = kPixelBlock<T>;
+  using Regs = LaneRegs<T, PB>;
+  T* dPt = buffer;            // [G][PB]: this block of dP, transposed
+  T* xt = dPt + G * PB;       // [C][PB]: this block of x
+  T* dW_lanes = xt + C * PB;  // [G][C][PB]
+  fill(dW_lanes, G * C * PB, T(0));
+  for (int64_t p0 = 0; p0 < npix; p0 += PB) {
+    const int64_t nb = std::min<int64_t>(PB, npix - p0);
     for (int64_t g = 0; g < G; ++g)
-      for (int64_t c = 0; c < C; ++c) {
-        const T* xr = x + c * npix + p0;
-        const T* d = dPt.data() + g * kBlock;
-        T part[kPartials] = {};
-        int64_t q = 0;
-        for (; q + kPartials <= nb; q += kPartials)
-          for (int k = 0; k < kPartials; ++k) part[k] += d[q + k] * xr[q + k];
-        for (; q < nb; ++q) part[0] += d[q] * xr[q];
-        double sum = 0;
-        for (int k = 0; k < kPartials; ++k) sum += part[k];
-        dW[g * C + c] += sum;
-      }
+      for (int q = 0; q < PB; ++q) dPt[g * PB + q] = q < nb ? dP[(p0 + q) * G + g] : T(0);
+    for (int64_t c = 0; c < C; ++c)
+      for (int q = 0; q < PB; ++q) xt[c * PB + q] = q < nb ? x[c * npix + p0 + q] : T(0);
+    for (int64_t c = 0; c < C; ++c) {
+      Regs acc = Regs::splat(T(0));
+      for (int64_t g = 0; g < G; ++g) acc.fma(W[g * C + c], Regs::load(dPt + g * PB));
+      T out[PB];
+      acc.store(out);
+      copy(out, nb, dx + c * npix + p0);
+    }
+    outer_accumulate<T, PB>(dPt, 0, G, xt, 0, C, 1, dW_lanes);
+  }
+  for (int64_t i = 0; i < G * C; ++i) {
+    double sum = 0;
+    for (int q = 0; q < PB; ++q) sum += dW_lanes[i * PB + q];
+    dW[i] += sum;
   }
 }
 
@@ -140,13 +157,13 @@ class PatchSweep final : public SweepKernel<T> {
     G_ = take(4 * s.hidden2 * L);
     scratch_ = take(std::max(Cell::scratch_size(s.hidden1), Cell::scratch_size(s.hidden2)));
     workspace_size_ = at;
-    T1_ = take(longest * tape1_);
     dA_ = take(longest * g1_ * L);
     T2_ = take(2 * ns * tape2_);
     dS_ = take(ns * s.hidden1 * L);
     dB_ = take(ns * g2_ * L);
     dQ_ = take(4 * s.hidden2 * L);
     dG_ = take(4 * s.hidden2 * L);
+    dR_ = take(longest * std::max(g1_, g2_) * L);
     backward_workspace_size_ = at;
   }
 
@@ -159,7 +176,9 @@ class PatchSweep final : public SweepKernel<T> {
   int64_t workspace_size() const override { return workspace_size_; }
   int64_t grad_lanes_size() const { return layout_.total * L; }
   int64_t backward_buffer_size() const override {
-    return 2 * projection_size() + 2 * summaries_size() + grad_lanes_size() + backward_workspace_size_;
+    return 2 * projection_size() + 2 * summaries_size() + sequence_groups() * rnn1_tape_size() +
+           grad_lanes_size() + backward_workspace_size_ +
+           (g1_ + s_.channels + g1_ * s_.channels) * kPixelBlock<T>;
   }
 
   // Phase 1 for pixels [begin, end) of one sample [C][H][W]: P[pix][gate * h1].
@@ -170,10 +189,8 @@ class PatchSweep final : public SweepKernel<T> {
   // Phase 2 for one group of sequences of a sample: writes their summaries.
   void summarize(const T* P, int64_t group, T* summaries, T* ws) const override {
     const SequenceLanes lanes = sequence_lanes(group);
-    run_rnn1(P, lanes, ws, /*record=*/false);
-    const T* h = ws + H_;
-    for (int l = 0; l < lanes.count; ++l)
-      for (int64_t k = 0; k < s_.hidden1; ++k) summaries[lanes.summary[l] * s_.hidden1 + k] = h[k * L + l];
+    run_rnn1(P, lanes, ws, /*tape=*/nullptr);
+    store_summaries(lanes, ws + H_, summaries);
   }
 
   // Phase 3 for one group of patches of a sample: writes out [C_out][out_h * out_w].
@@ -193,27 +210,35 @@ class PatchSweep final : public SweepKernel<T> {
     T* dP = P + projection_size();
     T* summaries = dP + projection_size();
     T* d_summaries = summaries + summaries_size();
-    T* grad_lanes = d_summaries + summaries_size();
+    T* rnn1_tapes = d_summaries + summaries_size();
+    T* grad_lanes = rnn1_tapes + sequence_groups() * rnn1_tape_size();
     T* ws = grad_lanes + grad_lanes_size();
+    T* projection_buffer = ws + backward_workspace_size_;
     project(x_sample, 0, s_.pixels(), P);
-    for (int64_t g = 0; g < sequence_groups(); ++g) summarize(P, g, summaries, ws);
+    for (int64_t g = 0; g < sequence_groups(); ++g) {
+      const SequenceLanes lanes = sequence_lanes(g);
+      run_rnn1(P, lanes, ws, rnn1_tapes + g * rnn1_tape_size());
+      store_summaries(lanes, ws + H_, summaries);
+    }
     fill(d_summaries, summaries_size(), T(0));
     fill(grad_lanes, grad_lanes_size(), T(0));
-    // Flushing the per-lane sums every few groups bounds the length of the float sums.
-    auto flush_every = [&](int64_t g, int64_t groups) {
-      if ((g + 1) % kGroupsPerFlush == 0 || g + 1 == groups) flush_lanes(grad_lanes, grad);
-    };
+    // Per-lane sums are flushed every few groups (bounding the length of the float sums), and
+    // only the parameters the phase touches: RNN2 and f_L in the pool phase, RNN1's recurrent
+    // ones in the summarize phase (W_input's gradient is taken per pixel, below).
+    const int64_t pool_params = layout_.rnn2[0], rnn1_params = layout_.rnn1[1];
     for (int64_t g = 0; g < patch_groups(); ++g) {
       pool_backward(summaries, grad_out, g, d_summaries, grad_lanes, ws);
-      flush_every(g, patch_groups());
+      if ((g + 1) % kGroupsPerFlush == 0 || g + 1 == patch_groups())
+        flush_lanes(grad_lanes, pool_params, layout_.total, grad);
     }
     fill(dP, projection_size(), T(0));
     for (int64_t g = 0; g < sequence_groups(); ++g) {
-      summarize_backward(P, d_summaries, g, dP, grad_lanes, ws);
-      flush_every(g, sequence_groups());
+      summarize_backward(rnn1_tapes + g * rnn1_tape_size(), d_summaries, g, dP, grad_lanes, ws);
+      if ((g + 1) % kGroupsPerFlush == 0 || g + 1 == sequence_groups())
+        flush_lanes(grad_lanes, rnn1_params, pool_params, grad);
     }
     project_pixels_backward(p_.rnn1[0], g1_, s_.channels, x_sample, s_.pixels(), dP, dx_sample,
-                            grad + layout_.rnn1[0]);
+                            grad + layout_.rnn1[0], projection_buffer);
   }
 
   // After all samples are summed: the chain rule through sigmoid(zeta), sigmoid(nu).
@@ -226,7 +251,12 @@ class PatchSweep final : public SweepKernel<T> {
   }
 
  private:
-  static constexpr int64_t kGroupsPerFlush = 8;
+  static constexpr int64_t kGroupsPerFlush = 64;
+
+  // Backward keeps RNN1's tape for every sequence group of the sample (3-5 x h1 values per step:
+  // 7-11 MB per thread at the MobileNetV2 stem shape) rather than recompute RNN1, the costliest
+  // phase; RNN2's tape is small and is recomputed per patch group instead.
+  int64_t rnn1_tape_size() const { return std::max(s_.kernel_h, s_.kernel_w) * tape1_; }
 
   // Padded rows (or columns) that some patch covers; with stride > kernel the gaps are skipped.
   static std::vector<int64_t> covered(int64_t out, int64_t stride, int64_t kernel) {
@@ -355,20 +385,30 @@ class PatchSweep final : public SweepKernel<T> {
   }
 
   // dh: gradient of the final state (consumed). dx0: gradients of the inputs (accumulated).
-  static void run_sequence_backward(const Weights& w, T* dx0, int64_t x_stride, int64_t len, T* dh, const T* tape,
-                                    int64_t tape_stride, T* const* grad, T* scratch) {
+  // d_recurrent: room for every step's gradient of the recurrent product ([len][rows][L]).
+  static void run_sequence_backward(const Weights& w, int64_t hidden, T* dx0, int64_t x_stride, int64_t len, T* dh,
+                                    const T* tape, int64_t tape_stride, T* const* grad, T* d_recurrent, T* scratch) {
+    const int64_t rows = Cell::kRecurrentRows * hidden;
     for (int64_t t = len - 1; t >= 0; --t)
-      Cell::step_backward(w, tape + t * tape_stride, dh, dx0 + t * x_stride, grad, scratch);
+      Cell::step_backward(w, tape + t * tape_stride, dh, dx0 + t * x_stride, grad, d_recurrent + t * rows * L,
+                          scratch);
+    // The recurrent weight's gradient over the whole sequence; h_prev heads each step's tape.
+    outer_accumulate<T, L>(d_recurrent, rows * L, rows, tape, tape_stride, hidden, len,
+                           grad[Cell::kRecurrentWeight]);
   }
 
-  // RNN1 over one group of sequences: final states in ws[H_].
-  void run_rnn1(const T* P, const SequenceLanes& lanes, T* ws, bool record) const {
+  void store_summaries(const SequenceLanes& lanes, const T* h, T* summaries) const {
+    for (int l = 0; l < lanes.count; ++l)
+      for (int64_t k = 0; k < s_.hidden1; ++k) summaries[lanes.summary[l] * s_.hidden1 + k] = h[k * L + l];
+  }
+
+  // RNN1 over one group of sequences: final states in ws[H_]; records a tape if one is given.
+  void run_rnn1(const T* P, const SequenceLanes& lanes, T* ws, T* tape) const {
     T* A = ws + A_;
     for_each_sequence_pixel(lanes, [&](int64_t pix, int64_t a) {
       for (int64_t g = 0; g < g1_; ++g) A[a + g * L] = pix >= 0 ? P[pix * g1_ + g] : T(0);
     });
-    run_sequence(rnn1_, s_.hidden1, A, g1_ * L, lanes.length, ws + H_, record ? ws + T1_ : nullptr, tape1_,
-                 ws + scratch_);
+    run_sequence(rnn1_, s_.hidden1, A, g1_ * L, lanes.length, ws + H_, tape, tape1_, ws + scratch_);
   }
 
   // RNN2 and the projection over one group of patches: results in ws[Q_], ws[G_].
@@ -391,7 +431,7 @@ class PatchSweep final : public SweepKernel<T> {
       });
     }
     if (s_.global) {
-      broadcast_lanes<T, L>(p_.proj_bias, 4 * s_.hidden2, ws + G_);
+      add_bias_lanes<T, L>(nullptr, p_.proj_bias, 4 * s_.hidden2, ws + G_);
       matvec_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, s_.summaries() * s_.hidden1, S, ws + G_);
     }
   }
@@ -422,30 +462,30 @@ class PatchSweep final : public SweepKernel<T> {
     fill(dS, s_.summaries() * h1L, T(0));
     if (s_.global) {
       const int64_t in = s_.summaries() * s_.hidden1;
-      outer_accumulate<T, L>(dG, 4 * s_.hidden2, S, in, grad_lanes + layout_.proj_weight * L);
+      outer_accumulate<T, L>(dG, 0, 4 * s_.hidden2, S, 0, in, 1, grad_lanes + layout_.proj_weight * L);
       add_lanes<T, L>(dG, 4 * s_.hidden2, grad_lanes + layout_.proj_bias * L);
       matvec_transposed_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, in, dG, dS);
     }
     if (s_.needs_rnn2()) {
       fill(dB, s_.summaries() * b_step, T(0));
       for_each_rnn2_sequence([&](int64_t first, int64_t dir, int64_t len, int64_t slot, int64_t tape_slot) {
-        run_sequence_backward(rnn2_, dB + first * b_step, dir * b_step, len, dQ + slot * h2L,
-                              tape2 + tape_slot * tape2_, tape2_, grad2, scratch);
+        run_sequence_backward(rnn2_, s_.hidden2, dB + first * b_step, dir * b_step, len, dQ + slot * h2L,
+                              tape2 + tape_slot * tape2_, tape2_, grad2, ws + dR_, scratch);
       });
-      for (int64_t k = rnn2_first_summary(); k < rnn2_end_summary(); ++k) {
+      const int64_t first = rnn2_first_summary(), count = rnn2_end_summary() - first;
+      for (int64_t k = first; k < first + count; ++k)
         matvec_transposed_accumulate<T, L>(p_.rnn2[0], g2_, s_.hidden1, dB + k * b_step, dS + k * h1L);
-        outer_accumulate<T, L>(dB + k * b_step, g2_, S + k * h1L, s_.hidden1, grad2[0]);
-      }
+      outer_accumulate<T, L>(dB + first * b_step, b_step, g2_, S + first * h1L, h1L, s_.hidden1, count, grad2[0]);
     }
     for_each_patch_summary(lanes, [&](int64_t summary, int64_t at) {
       for (int64_t k = 0; k < s_.hidden1; ++k) d_summaries[summary * s_.hidden1 + k] += dS[at + k * L];
     });
   }
 
-  // Backward of phase 2 for one group of sequences: accumulates dP and parameter gradients.
-  void summarize_backward(const T* P, const T* d_summaries, int64_t group, T* dP, T* grad_lanes, T* ws) const {
+  // Backward of phase 2 for one group of sequences, from its tape: accumulates dP and parameter
+  // gradients.
+  void summarize_backward(const T* tape, const T* d_summaries, int64_t group, T* dP, T* grad_lanes, T* ws) const {
     const SequenceLanes lanes = sequence_lanes(group);
-    run_rnn1(P, lanes, ws, /*record=*/true);
     T* dh = ws + H_;
     T* dA = ws + dA_;
     T* grad1[Cell::kNumParams];
@@ -454,20 +494,22 @@ class PatchSweep final : public SweepKernel<T> {
     for (int l = 0; l < lanes.count; ++l)
       for (int64_t k = 0; k < s_.hidden1; ++k) dh[k * L + l] = d_summaries[lanes.summary[l] * s_.hidden1 + k];
     fill(dA, lanes.length * g1_ * L, T(0));
-    run_sequence_backward(rnn1_, dA, g1_ * L, lanes.length, dh, ws + T1_, tape1_, grad1, ws + scratch_);
+    run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + dR_,
+                          ws + scratch_);
     for_each_sequence_pixel(lanes, [&](int64_t pix, int64_t a) {
       if (pix < 0) return;
       for (int64_t g = 0; g < g1_; ++g) dP[pix * g1_ + g] += dA[a + g * L];
     });
   }
 
-  void flush_lanes(T* grad_lanes, double* grad) const {
-    for (int64_t i = 0; i < layout_.total; ++i) {
+  // grad[i] += the sum over lanes of grad_lanes[i], for i in [begin, end); clears those lanes.
+  void flush_lanes(T* grad_lanes, int64_t begin, int64_t end, double* grad) const {
+    for (int64_t i = begin; i < end; ++i) {
       double sum = 0;
       for (int l = 0; l < L; ++l) sum += grad_lanes[i * L + l];
       grad[i] += sum;
     }
-    fill(grad_lanes, grad_lanes_size(), T(0));
+    fill(grad_lanes + begin * L, (end - begin) * L, T(0));
   }
 
   SweepShape s_;
@@ -479,7 +521,7 @@ class PatchSweep final : public SweepKernel<T> {
   int64_t padded_h_, padded_w_;                       // extent the patches cover, padding included
   // Workspace offsets (elements): forward blocks, then the backward-only ones.
   int64_t A_, H_, S_, B_, Q_, G_, scratch_, workspace_size_;
-  int64_t T1_, dA_, T2_, dS_, dB_, dQ_, dG_, backward_workspace_size_;
+  int64_t dA_, T2_, dS_, dB_, dQ_, dG_, dR_, backward_workspace_size_;
 };
 
 // Lanes per group: 16 float (one AVX-512, two AVX or four SSE/NEON registers per row), 8 double.
