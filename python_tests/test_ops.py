@@ -271,3 +271,28 @@ def test_backward_op_rejects_wrong_grad_output_shape():
     args = valid_args()
     with pytest.raises(ValueError, match="grad_output must have shape"):
         torch.ops.rnnpool.backward(torch.zeros(2, 16, 3, 5), *args.values())
+
+
+# ---- the CPU kernel build (ISA) in use ----
+
+def run_python(code, **env):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+def test_cpu_isa_reports_the_build_in_use():
+    import rnnpool_ops
+
+    assert rnnpool_ops.cpu_isa() in ("baseline", "avx2")
+    result = run_python("import rnnpool_ops; print(rnnpool_ops.cpu_isa())", RNNPOOL_CPU_ISA="baseline")
+    assert result.stdout.strip() == "baseline", result.stderr
+
+
+def test_unknown_cpu_isa_is_a_clear_error():
+    result = run_python("import rnnpool_ops; rnnpool_ops.cpu_isa()", RNNPOOL_CPU_ISA="sse9")
+    assert result.returncode != 0
+    assert "RNNPOOL_CPU_ISA must be 'auto', 'baseline' or 'avx2', got 'sse9'" in result.stderr

@@ -20,6 +20,12 @@ def extension_available():
     return EXTENSION_ERROR is None
 
 
+def cpu_isa():
+    """The build of the CPU kernels in use: "avx2" or "baseline" (set RNNPOOL_CPU_ISA to choose)."""
+    require_extension()
+    return _C.cpu_isa()
+
+
 def require_extension():
     if EXTENSION_ERROR is not None:
         raise RuntimeError(

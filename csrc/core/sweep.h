@@ -91,37 +91,72 @@ void project_pixels(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, 
     }
 }
 
-// The transpose of project_pixels: dx[c][pix] = sum_g W[g][c] dP[pix][g] (overwrites dx) and
-// dW[g][c] += sum_pix dP[pix][g] x[c][pix]. dW is summed per pixel lane in T, then over lanes in
-// double, in a fixed order. buffer: (G + C + G * C) * kPixelBlock<T> elements.
+// The transpose of project_pixels, given dP [npix][G]: overwrites dx[c][pix] = sum_g W[g][c] dP[pix][g]
+// and adds dW[g][c] += sum_pix dP[pix][g] x[c][pix] (summed per pixel lane in T, then over lanes in
+// double, in a fixed order). dPt: room for dP transposed, G * npix elements.
 template <class T>
 void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, const T* dP, T* dx,
-                             double* dW, T* buffer) {
-  constexpr int PB = kPixelBlock<T>;
+                             double* dW, T* dPt) {
+  constexpr int PB = kPixelBlock<T>, kBlock = 4;
   using Regs = LaneRegs<T, PB>;
-  T* dPt = buffer;            // [G][PB]: this block of dP, transposed
-  T* xt = dPt + G * PB;       // [C][PB]: this block of x
-  T* dW_lanes = xt + C * PB;  // [G][C][PB]
-  fill(dW_lanes, G * C * PB, T(0));
-  for (int64_t p0 = 0; p0 < npix; p0 += PB) {
-    const int64_t nb = std::min<int64_t>(PB, npix - p0);
-    for (int64_t g = 0; g < G; ++g)
-      for (int q = 0; q < PB; ++q) dPt[g * PB + q] = q < nb ? dP[(p0 + q) * G + g] : T(0);
-    for (int64_t c = 0; c < C; ++c)
-      for (int q = 0; q < PB; ++q) xt[c * PB + q] = q < nb ? x[c * npix + p0 + q] : T(0);
-    for (int64_t c = 0; c < C; ++c) {
-      Regs acc = Regs::splat(T(0));
-      for (int64_t g = 0; g < G; ++g) acc.fma(W[g * C + c], Regs::load(dPt + g * PB));
-      T out[PB];
-      acc.store(out);
-      copy(out, nb, dx + c * npix + p0);
+  for (int64_t p = 0; p < npix; ++p)
+    for (int64_t g = 0; g < G; ++g) dPt[g * npix + p] = dP[p * G + g];
+  const int64_t full = npix / PB * PB;
+  // dx, kBlock channels at a time over full pixel blocks; the tail pixels one by one.
+  for (int64_t p0 = 0; p0 < full; p0 += PB) {
+    int64_t c = 0;
+    for (; c + kBlock <= C; c += kBlock) {
+      Regs acc[kBlock];
+      for (int i = 0; i < kBlock; ++i) acc[i] = Regs::splat(T(0));
+      for (int64_t g = 0; g < G; ++g) {
+        const Regs d = Regs::load(dPt + g * npix + p0);
+        for (int i = 0; i < kBlock; ++i) acc[i].fma(W[g * C + c + i], d);
+      }
+      for (int i = 0; i < kBlock; ++i) acc[i].store(dx + (c + i) * npix + p0);
     }
-    outer_accumulate<T, PB>(dPt, 0, G, xt, 0, C, 1, dW_lanes);
+    for (; c < C; ++c) {
+      Regs acc = Regs::splat(T(0));
+      for (int64_t g = 0; g < G; ++g) acc.fma(W[g * C + c], Regs::load(dPt + g * npix + p0));
+      acc.store(dx + c * npix + p0);
+    }
   }
-  for (int64_t i = 0; i < G * C; ++i) {
-    double sum = 0;
-    for (int q = 0; q < PB; ++q) sum += dW_lanes[i * PB + q];
-    dW[i] += sum;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t p = full; p < npix; ++p) {
+      T acc = 0;
+      for (int64_t g = 0; g < G; ++g) acc += W[g * C + c] * dPt[g * npix + p];
+      dx[c * npix + p] = acc;
+    }
+  // dW: per (g, c) a dot product over the pixels, kBlock channels at a time.
+  auto reduce = [&](const Regs& lanes, T tail, double* out) {
+    T v[PB];
+    lanes.store(v);
+    double sum = tail;
+    for (int q = 0; q < PB; ++q) sum += v[q];
+    *out += sum;
+  };
+  for (int64_t g = 0; g < G; ++g) {
+    const T* d = dPt + g * npix;
+    int64_t c = 0;
+    for (; c + kBlock <= C; c += kBlock) {
+      Regs acc[kBlock];
+      for (int i = 0; i < kBlock; ++i) acc[i] = Regs::splat(T(0));
+      for (int64_t p0 = 0; p0 < full; p0 += PB) {
+        const Regs dv = Regs::load(d + p0);
+        for (int i = 0; i < kBlock; ++i) acc[i].mul_add(dv, Regs::load(x + (c + i) * npix + p0));
+      }
+      for (int i = 0; i < kBlock; ++i) {
+        T tail = 0;
+        for (int64_t p = full; p < npix; ++p) tail += d[p] * x[(c + i) * npix + p];
+        reduce(acc[i], tail, dW + g * C + c + i);
+      }
+    }
+    for (; c < C; ++c) {
+      Regs acc = Regs::splat(T(0));
+      for (int64_t p0 = 0; p0 < full; p0 += PB) acc.mul_add(Regs::load(d + p0), Regs::load(x + c * npix + p0));
+      T tail = 0;
+      for (int64_t p = full; p < npix; ++p) tail += d[p] * x[c * npix + p];
+      reduce(acc, tail, dW + g * C + c);
+    }
   }
 }
 
@@ -176,9 +211,8 @@ class PatchSweep final : public SweepKernel<T> {
   int64_t workspace_size() const override { return workspace_size_; }
   int64_t grad_lanes_size() const { return layout_.total * L; }
   int64_t backward_buffer_size() const override {
-    return 2 * projection_size() + 2 * summaries_size() + sequence_groups() * rnn1_tape_size() +
-           grad_lanes_size() + backward_workspace_size_ +
-           (g1_ + s_.channels + g1_ * s_.channels) * kPixelBlock<T>;
+    return 3 * projection_size() + 2 * summaries_size() + sequence_groups() * rnn1_tape_size() +
+           grad_lanes_size() + backward_workspace_size_;
   }
 
   // Phase 1 for pixels [begin, end) of one sample [C][H][W]: P[pix][gate * h1].
@@ -213,7 +247,7 @@ class PatchSweep final : public SweepKernel<T> {
     T* rnn1_tapes = d_summaries + summaries_size();
     T* grad_lanes = rnn1_tapes + sequence_groups() * rnn1_tape_size();
     T* ws = grad_lanes + grad_lanes_size();
-    T* projection_buffer = ws + backward_workspace_size_;
+    T* dP_transposed = ws + backward_workspace_size_;
     project(x_sample, 0, s_.pixels(), P);
     for (int64_t g = 0; g < sequence_groups(); ++g) {
       const SequenceLanes lanes = sequence_lanes(g);
@@ -238,7 +272,7 @@ class PatchSweep final : public SweepKernel<T> {
         flush_lanes(grad_lanes, rnn1_params, pool_params, grad);
     }
     project_pixels_backward(p_.rnn1[0], g1_, s_.channels, x_sample, s_.pixels(), dP, dx_sample,
-                            grad + layout_.rnn1[0], projection_buffer);
+                            grad + layout_.rnn1[0], dP_transposed);
   }
 
   // After all samples are summed: the chain rule through sigmoid(zeta), sigmoid(nu).

@@ -69,15 +69,18 @@ struct CpuSweep {
     const SweepKernel<T>& k = *kernel;
     const T* xp = x.data_ptr<T>();
     T* outp = out.data_ptr<T>();
-    std::vector<T> projection(shape.batch * k.projection_size());
-    std::vector<T> summaries(shape.batch * k.summaries_size());
+    // Intermediate buffers from torch's allocator, uninitialised: each element read is written first.
+    const at::Tensor projection_buffer = at::empty({shape.batch * k.projection_size()}, x.options());
+    const at::Tensor summaries_buffer = at::empty({shape.batch * k.summaries_size()}, x.options());
+    T* projection = projection_buffer.data_ptr<T>();
+    T* summaries = summaries_buffer.data_ptr<T>();
     constexpr int64_t kPixelsPerTask = 1024;
     const int64_t pixel_tasks = (shape.pixels() + kPixelsPerTask - 1) / kPixelsPerTask;
     at::parallel_for(0, shape.batch * pixel_tasks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / pixel_tasks, first = (i % pixel_tasks) * kPixelsPerTask;
         k.project(xp + n * input_numel(), first, std::min(first + kPixelsPerTask, shape.pixels()),
-                  projection.data() + n * k.projection_size());
+                  projection + n * k.projection_size());
       }
     });
     // Runs f(n, group, workspace) for every group of every sample, in parallel.
@@ -88,10 +91,10 @@ struct CpuSweep {
       });
     };
     for_each_group(k.sequence_groups(), [&](int64_t n, int64_t group, T* ws) {
-      k.summarize(projection.data() + n * k.projection_size(), group, summaries.data() + n * k.summaries_size(), ws);
+      k.summarize(projection + n * k.projection_size(), group, summaries + n * k.summaries_size(), ws);
     });
     for_each_group(k.patch_groups(), [&](int64_t n, int64_t group, T* ws) {
-      k.pool(summaries.data() + n * k.summaries_size(), group, outp + n * output_numel(), ws);
+      k.pool(summaries + n * k.summaries_size(), group, outp + n * output_numel(), ws);
     });
     return out;
   }
@@ -99,17 +102,17 @@ struct CpuSweep {
   Gradients backward(const at::Tensor& grad_output_in) const {
     const SweepKernel<T>& k = *kernel;
     const at::Tensor grad_output = grad_output_in.contiguous();
-    at::Tensor dx = at::zeros_like(x);
+    at::Tensor dx = at::empty_like(x);  // backward_sample overwrites every element
     const GradOffsets& layout = k.layout();
     std::vector<double> slots(shape.batch * layout.total, 0.0);
     const T* xp = x.data_ptr<T>();
     const T* gp = grad_output.data_ptr<T>();
     T* dxp = dx.data_ptr<T>();
     at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> buffers(k.backward_buffer_size());
+      const at::Tensor buffers = at::empty({k.backward_buffer_size()}, x.options());
       for (int64_t n = begin; n < end; ++n)
         k.backward_sample(xp + n * input_numel(), gp + n * output_numel(), dxp + n * input_numel(),
-                          slots.data() + n * layout.total, buffers.data());
+                          slots.data() + n * layout.total, buffers.data_ptr<T>());
     });
     std::vector<double> total(layout.total, 0.0);
     for (int64_t n = 0; n < shape.batch; ++n)
