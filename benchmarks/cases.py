@@ -55,23 +55,26 @@ CASES = {
 
 
 def forward_flops(case):
-    """FLOPs of one forward pass (2 per multiply-add; elementwise gate math not counted).
+    """FLOPs of one forward pass (2 per multiply-add; element-wise gate math not counted).
 
-    Counted as a fused kernel does the work: W x once per input pixel (the row
-    pass, the column pass and overlapping patches all reuse it), then per patch
-    the RNN1 recurrences U h over kh rows of kw steps and kw columns of kh
-    steps, RNN2 (input and recurrent matmuls) over each summary sequence it
-    reads in both directions, and the ReX projection f_L.
+    The floor of the algorithm, counted as the fused kernel does the work: W x once per input
+    pixel; RNN1 once per distinct row sequence (an image row read from one patch column's left
+    edge: vertically overlapping patches share it) and per distinct column sequence; RNN2's
+    input projection once per summary a patch reads, its recurrence per direction; ReX's f_L.
     """
     gates = GATE_BLOCKS[case.cell]
     h1, h2, k = case.hidden1, case.hidden2, case.kernel
     out_h, out_w = case.output_size()
     patches = case.batch * out_h * out_w
 
+    def covered(out):  # padded rows (or columns) some patch covers
+        return sum(1 for y in range((out - 1) * case.stride + k) if y % case.stride < k)
+
     input_projection = case.batch * case.height * case.width * case.channels * gates * h1
-    rnn1 = patches * (2 * k * k) * h1 * gates * h1
-    rnn2_steps = 2 * k * (("R" in case.parts) + ("C" in case.parts))
-    rnn2 = patches * rnn2_steps * (h1 + h2) * gates * h2
+    sequences = case.batch * (out_w * covered(out_h) + out_h * covered(out_w))
+    rnn1 = sequences * k * h1 * gates * h1
+    summaries_read = k * (("R" in case.parts) + ("C" in case.parts))
+    rnn2 = patches * summaries_read * (h1 + 2 * h2) * gates * h2
     projection = patches * (2 * k * h1) * (4 * h2) if "G" in case.parts else 0
     return 2 * (input_projection + rnn1 + rnn2 + projection)
 
