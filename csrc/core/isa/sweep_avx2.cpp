@@ -5,11 +5,5 @@
 #define RNNPOOL_ISA avx2
 #include "../sweep.h"
 
-namespace rnnpool {
-namespace avx2 {
-template std::unique_ptr<SweepKernel<float>> make_sweep_kernel(CellKind, const SweepShape&,
-                                                               const SweepParams<float>&);
-template std::unique_ptr<SweepKernel<double>> make_sweep_kernel(CellKind, const SweepShape&,
-                                                                const SweepParams<double>&);
-}  // namespace avx2
-}  // namespace rnnpool
+RNNPOOL_INSTANTIATE_SWEEP_FACTORY(float)
+RNNPOOL_INSTANTIATE_SWEEP_FACTORY(double)

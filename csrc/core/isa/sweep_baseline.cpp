@@ -2,11 +2,5 @@
 #define RNNPOOL_ISA baseline
 #include "../sweep.h"
 
-namespace rnnpool {
-namespace baseline {
-template std::unique_ptr<SweepKernel<float>> make_sweep_kernel(CellKind, const SweepShape&,
-                                                               const SweepParams<float>&);
-template std::unique_ptr<SweepKernel<double>> make_sweep_kernel(CellKind, const SweepShape&,
-                                                                const SweepParams<double>&);
-}  // namespace baseline
-}  // namespace rnnpool
+RNNPOOL_INSTANTIATE_SWEEP_FACTORY(float)
+RNNPOOL_INSTANTIATE_SWEEP_FACTORY(double)
