@@ -16,6 +16,8 @@ GEOMETRIES = {
     "one_output_pixel": (1, 2, 5, 4, (5, 4), 1, 0),
     "odd_stride1": (3, 5, 7, 5, (3, 2), 1, (1, 0)),
     "wide_row": (1, 1, 3, 17, (3, 5), (1, 3), (0, 1)),
+    "wide_image": (2, 3, 6, 41, 3, 2, 1),  # many sequences per lane group, groups across patch rows
+    "wide_unpadded": (1, 2, 5, 40, (3, 2), (2, 1), 0),
 }
 # name: (cell, gate, update, parts)
 VARIANTS = {

@@ -270,6 +270,9 @@ int main() {
       {"gru rex", CellKind::GRU, 2, 3, 8, 7, 3, 4, 2, 3, 1, 1, 4, 3, true, true, true},
       {"gru global only single patch", CellKind::GRU, 1, 2, 3, 4, 3, 4, 1, 1, 0, 0, 3, 2, false, true, false},
       {"gru columns only", CellKind::GRU, 3, 2, 5, 5, 5, 2, 5, 1, 0, 0, 2, 2, false, false, true},
+      // Wide rows: lane groups of many sequences side by side, and groups across patch rows.
+      {"fastgrnn wide rows", CellKind::FastGRNN, 2, 3, 6, 40, 3, 3, 2, 2, 0, 0, 4, 3, true, false, true},
+      {"gru wide rows padded", CellKind::GRU, 1, 2, 5, 37, 3, 2, 2, 1, 1, 1, 3, 2, true, true, true},
   };
   std::vector<Isa> isas = {{"baseline", baseline::make_sweep_kernel<float>, baseline::make_sweep_kernel<double>}};
 #if defined(RNNPOOL_TEST_AVX2)
