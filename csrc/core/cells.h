@@ -89,17 +89,26 @@ RNNPOOL_HD GRUPointGrad<T> gru_point_backward(T dh, T r, T z, T n, T ah_n, T h_p
 // are distinct and vectorises the loop over lanes; the math is the per-element functions above.
 // ---------------------------------------------------------------------------------------------
 
-template <class T, int L>
-inline void fastgrnn_mix_lanes(int64_t H, const T* RNNPOOL_RESTRICT z, const T* RNNPOOL_RESTRICT h_tilde, T zeta,
-                               T nu, T* RNNPOOL_RESTRICT h) {
-  for (int64_t i = 0; i < H * L; ++i) h[i] = fastgrnn_mix(z[i], h_tilde[i], h[i], zeta, nu);
+// The FastGRNN step after U h: pre = W x + U h_prev [H][L]; writes z, h~ and h_prev (the tape, or
+// scratch) and the new h. Gate and Update are template arguments so the loop is one vector map.
+template <Nonlinearity Gate, Nonlinearity Update, class T, int L>
+inline void fastgrnn_lanes(int64_t H, const T* RNNPOOL_RESTRICT pre, const T* RNNPOOL_RESTRICT bias_gate,
+                           const T* RNNPOOL_RESTRICT bias_update, T zeta, T nu, T* RNNPOOL_RESTRICT h_prev,
+                           T* RNNPOOL_RESTRICT z, T* RNNPOOL_RESTRICT h_tilde, T* RNNPOOL_RESTRICT h) {
+  for (int64_t j = 0; j < H; ++j)
+    for (int l = 0; l < L; ++l) {
+      const int64_t i = j * L + l;
+      z[i] = activate<Gate>(pre[i] + bias_gate[j]);
+      h_tilde[i] = activate<Update>(pre[i] + bias_update[j]);
+      h_prev[i] = h[i];
+      h[i] = fastgrnn_mix(z[i], h_tilde[i], h[i], zeta, nu);
+    }
 }
 
 // dh: in d/dh_t, out the direct part of d/dh_{t-1}; dpre = d/d(W x + U h_prev).
-template <class T, int L>
+template <Nonlinearity Gate, Nonlinearity Update, class T, int L>
 inline void fastgrnn_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, const T* RNNPOOL_RESTRICT z,
-                                    const T* RNNPOOL_RESTRICT h_tilde, const T* RNNPOOL_RESTRICT dz_dpre,
-                                    const T* RNNPOOL_RESTRICT dh_dpre, T zeta, T nu, T* RNNPOOL_RESTRICT dh,
+                                    const T* RNNPOOL_RESTRICT h_tilde, T zeta, T nu, T* RNNPOOL_RESTRICT dh,
                                     T* RNNPOOL_RESTRICT dpre, T* RNNPOOL_RESTRICT g_bias_gate,
                                     T* RNNPOOL_RESTRICT g_bias_update, T* RNNPOOL_RESTRICT g_zeta,
                                     T* RNNPOOL_RESTRICT g_nu) {
@@ -107,7 +116,8 @@ inline void fastgrnn_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev,
     for (int l = 0; l < L; ++l) {
       const int64_t i = j * L + l;
       const FastGRNNPointGrad<T> g =
-          fastgrnn_mix_backward(dh[i], z[i], h_tilde[i], h_prev[i], zeta, nu, dz_dpre[i], dh_dpre[i]);
+          fastgrnn_mix_backward(dh[i], z[i], h_tilde[i], h_prev[i], zeta, nu, derivative_from_output<Gate>(z[i]),
+                                derivative_from_output<Update>(h_tilde[i]));
       g_bias_gate[i] += g.pre_gate;
       g_bias_update[i] += g.pre_update;
       g_zeta[l] += g.zeta;
@@ -115,6 +125,12 @@ inline void fastgrnn_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev,
       dpre[i] = g.pre_gate + g.pre_update;
       dh[i] = g.h_prev;
     }
+}
+
+// Calls f(gate tag, update tag) with the runtime pair of nonlinearities as compile-time values.
+template <class F>
+inline void with_nonlinearities(Nonlinearity gate, Nonlinearity update, F&& f) {
+  with_nonlinearity(gate, [&](auto gate_tag) { with_nonlinearity(update, [&](auto update_tag) { f(gate_tag, update_tag); }); });
 }
 
 // ai = W_ih x (without bias), ah = W_hh h + b_hh, both [3H][L]; writes r, z, n, ah_n and the new h.
@@ -195,36 +211,31 @@ struct FastGRNN {
   }
 
   static int64_t tape_size(int64_t hidden) { return 3 * hidden * L; }  // h_prev, z, h~
-  static int64_t scratch_size(int64_t hidden) { return 3 * hidden * L; }
+  // forward: pre [H] and the tape's three arrays when not recording
+  static int64_t scratch_size(int64_t hidden) { return 4 * hidden * L; }
 
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* pre = scratch;
-    // The activations go to the tape when recording, else to scratch.
-    T* z = tape ? tape + n : scratch + n;
-    T* h_tilde = tape ? tape + 2 * n : scratch + 2 * n;
+    T* act = tape ? tape : scratch + n;  // [h_prev, z, h~] x [H][L]
     copy(xp, n, pre);
     matvec_accumulate<T, L>(w.U, H, H, h, pre);
-    add_bias_lanes<T, L>(pre, w.bias_gate, H, z);
-    add_bias_lanes<T, L>(pre, w.bias_update, H, h_tilde);
-    activate_inplace(w.gate, z, n);
-    activate_inplace(w.update, h_tilde, n);
-    if (tape) copy(h, n, tape);
-    fastgrnn_mix_lanes<T, L>(H, z, h_tilde, w.zeta, w.nu, h);
+    with_nonlinearities(w.gate, w.update, [&](auto gate, auto update) {
+      fastgrnn_lanes<decltype(gate)::value, decltype(update)::value, T, L>(
+          H, pre, w.bias_gate, w.bias_update, w.zeta, w.nu, act, act + n, act + 2 * n, h);
+    });
   }
 
   // dh: in d/dh_t, out d/dh_{t-1}. dxp += d/dxp. grad[p]: per-lane accumulators.
   static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent,
-                            T* scratch) {
+                            T* /*scratch*/) {
     const int64_t H = w.hidden, n = H * L;
-    const T* h_prev = tape;
     T* dpre = d_recurrent;  // pre = W x + U h_prev
-    T* dz_dpre = scratch;
-    T* dh_dpre = scratch + n;
-    derivative_from_output(w.gate, tape + n, dz_dpre, n);
-    derivative_from_output(w.update, tape + 2 * n, dh_dpre, n);
-    fastgrnn_backward_lanes<T, L>(H, h_prev, tape + n, tape + 2 * n, dz_dpre, dh_dpre, w.zeta, w.nu, dh, dpre,
-                                  grad[kBiasGate], grad[kBiasUpdate], grad[kZeta], grad[kNu]);
+    with_nonlinearities(w.gate, w.update, [&](auto gate, auto update) {
+      fastgrnn_backward_lanes<decltype(gate)::value, decltype(update)::value, T, L>(
+          H, tape, tape + n, tape + 2 * n, w.zeta, w.nu, dh, dpre, grad[kBiasGate], grad[kBiasUpdate], grad[kZeta],
+          grad[kNu]);
+    });
     add_lanes<T, L>(dpre, H, dxp);
     matvec_transposed_accumulate<T, L>(w.U, H, H, dpre, dh);
   }

@@ -71,8 +71,8 @@ RNNPOOL_HD T derivative_from_output(T y) {
 template <Nonlinearity NL>
 using NonlinearityTag = std::integral_constant<Nonlinearity, NL>;
 
-// Calls f(NonlinearityTag<nl>{}) so loops are compiled once per nonlinearity: the switch stays
-// outside the loop and each loop is a plain, vectorisable map.
+// Calls f(NonlinearityTag<nl>{}) so a loop can be compiled per nonlinearity: the switch stays
+// outside the loop and the loop is a plain, vectorisable map.
 template <class F>
 inline void with_nonlinearity(Nonlinearity nl, F&& f) {
   switch (nl) {
@@ -81,21 +81,6 @@ inline void with_nonlinearity(Nonlinearity nl, F&& f) {
     case Nonlinearity::QuantSigm: f(NonlinearityTag<Nonlinearity::QuantSigm>{}); break;
     case Nonlinearity::QuantTanh: f(NonlinearityTag<Nonlinearity::QuantTanh>{}); break;
   }
-}
-
-template <class T>
-inline void activate_inplace(Nonlinearity nl, T* RNNPOOL_RESTRICT v, int64_t n) {
-  with_nonlinearity(nl, [&](auto tag) {
-    for (int64_t i = 0; i < n; ++i) v[i] = activate<decltype(tag)::value>(v[i]);
-  });
-}
-
-template <class T>
-inline void derivative_from_output(Nonlinearity nl, const T* RNNPOOL_RESTRICT y, T* RNNPOOL_RESTRICT d,
-                                   int64_t n) {
-  with_nonlinearity(nl, [&](auto tag) {
-    for (int64_t i = 0; i < n; ++i) d[i] = derivative_from_output<decltype(tag)::value>(y[i]);
-  });
 }
 
 RNNPOOL_END_ISA_NAMESPACE
