@@ -298,3 +298,16 @@ def test_unknown_cpu_isa_is_a_clear_error():
     result = run_python("import rnnpool_ops; rnnpool_ops.cpu_isa()", RNNPOOL_CPU_ISA="sse9")
     assert result.returncode != 0
     assert "RNNPOOL_CPU_ISA must be 'auto', 'baseline' or 'avx2', got 'sse9'" in result.stderr
+
+
+def test_large_batch_is_processed_in_chunks_with_the_same_result():
+    # 400x400 with GRU hidden 8: ~20 MB of intermediates per sample, so the forward works on
+    # chunks of 3 samples (64 MB budget); each sample alone must give bitwise the same output.
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 1, 400, 400, generator=gen)
+    rnn1 = [0.5 * torch.randn(s, generator=gen) for s in parameter_shapes("gru", 1, 8)]
+    rnn2 = [0.5 * torch.randn(s, generator=gen) for s in parameter_shapes("gru", 8, 4)]
+    config = ([2, 2], [2, 2], [0, 0], "gru", "sigmoid", "tanh", "RC")
+    whole = torch.ops.rnnpool.forward(x, rnn1, rnn2, None, None, *config)
+    alone = torch.cat([torch.ops.rnnpool.forward(x[i:i + 1], rnn1, rnn2, None, None, *config) for i in range(4)])
+    assert torch.equal(whole, alone)

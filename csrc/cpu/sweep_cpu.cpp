@@ -2,8 +2,8 @@
 // at::parallel_for, and the torch-free core (csrc/core/sweep.h, built per ISA, see cpu_isa.h)
 // doing the math.
 //
-// Forward: the three phases of csrc/core/sweep.h one after the other, each parallel over its
-// pixel blocks or groups. Backward: parallel over samples; each sample's parameter gradients
+// Forward: the three phases of csrc/core/sweep.h one after the other for a chunk of samples at a
+// time, each phase parallel over its pixel blocks or groups. Backward: parallel over samples; each sample's parameter gradients
 // go to their own slot and the slots are summed in sample order, so every result is the same for
 // any thread count.
 #include <ATen/ATen.h>
@@ -32,6 +32,9 @@ std::vector<at::Tensor> contiguous(at::TensorList tensors) {
   for (const auto& t : tensors) out.push_back(t.contiguous());
   return out;
 }
+
+// Memory for the forward's intermediates (projections and summaries of a chunk of samples).
+constexpr int64_t kIntermediateBytes = int64_t(64) << 20;
 
 using Gradients = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>>;
 
@@ -67,25 +70,36 @@ struct CpuSweep {
     at::Tensor out = at::empty({shape.batch, shape.out_channels(), shape.out_h(), shape.out_w()}, x.options());
     if (shape.batch == 0) return out;
     const SweepKernel<T>& k = *kernel;
-    const T* xp = x.data_ptr<T>();
-    T* outp = out.data_ptr<T>();
-    // Intermediate buffers from torch's allocator, uninitialised: each element read is written first.
-    const at::Tensor projection_buffer = at::empty({shape.batch * k.projection_size()}, x.options());
-    const at::Tensor summaries_buffer = at::empty({shape.batch * k.summaries_size()}, x.options());
-    T* projection = projection_buffer.data_ptr<T>();
-    T* summaries = summaries_buffer.data_ptr<T>();
+    // The intermediates of a few samples at a time, so their memory stays bounded for any batch.
+    const int64_t per_sample = (k.projection_size() + k.summaries_size()) * static_cast<int64_t>(sizeof(T));
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(shape.batch, kIntermediateBytes / per_sample));
+    // From torch's allocator, uninitialised: each element read is written first.
+    const at::Tensor projection = at::empty({chunk * k.projection_size()}, x.options());
+    const at::Tensor summaries = at::empty({chunk * k.summaries_size()}, x.options());
+    for (int64_t first = 0; first < shape.batch; first += chunk)
+      forward_samples(first, std::min(chunk, shape.batch - first), projection.data_ptr<T>(),
+                      summaries.data_ptr<T>(), out.data_ptr<T>());
+    return out;
+  }
+
+  // The three phases of csrc/core/sweep.h for samples [first, first + count), each phase parallel
+  // over its pixel blocks or groups.
+  void forward_samples(int64_t first, int64_t count, T* projection, T* summaries, T* out) const {
+    const SweepKernel<T>& k = *kernel;
+    const T* xp = x.data_ptr<T>() + first * input_numel();
+    out += first * output_numel();
     constexpr int64_t kPixelsPerTask = 1024;
     const int64_t pixel_tasks = (shape.pixels() + kPixelsPerTask - 1) / kPixelsPerTask;
-    at::parallel_for(0, shape.batch * pixel_tasks, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, count * pixel_tasks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / pixel_tasks, first = (i % pixel_tasks) * kPixelsPerTask;
-        k.project(xp + n * input_numel(), first, std::min(first + kPixelsPerTask, shape.pixels()),
+        const int64_t n = i / pixel_tasks, pixel = (i % pixel_tasks) * kPixelsPerTask;
+        k.project(xp + n * input_numel(), pixel, std::min(pixel + kPixelsPerTask, shape.pixels()),
                   projection + n * k.projection_size());
       }
     });
     // Runs f(n, group, workspace) for every group of every sample, in parallel.
     auto for_each_group = [&](int64_t groups, auto&& f) {
-      at::parallel_for(0, shape.batch * groups, 1, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, count * groups, 1, [&](int64_t begin, int64_t end) {
         std::vector<T> workspace(k.workspace_size());
         for (int64_t i = begin; i < end; ++i) f(i / groups, i % groups, workspace.data());
       });
@@ -94,9 +108,8 @@ struct CpuSweep {
       k.summarize(projection + n * k.projection_size(), group, summaries + n * k.summaries_size(), ws);
     });
     for_each_group(k.patch_groups(), [&](int64_t n, int64_t group, T* ws) {
-      k.pool(summaries + n * k.summaries_size(), group, outp + n * output_numel(), ws);
+      k.pool(summaries + n * k.summaries_size(), group, out + n * output_numel(), ws);
     });
-    return out;
   }
 
   Gradients backward(const at::Tensor& grad_output_in) const {
