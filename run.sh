@@ -43,11 +43,25 @@ build_extension() {
   touch "$stamp"
 }
 
-run_tests() {
+# The torch-free core's C++ tests: natively, then for aarch64 under qemu when the cross toolchain is
+# installed (.ci/run installs it: Debian's g++-aarch64-linux-gnu and qemu-user-static).
+core_tests() {
   log "C++ core: cmake + ctest in build/core"
   cmake -S . -B build/core >/dev/null
   cmake --build build/core -j "$(nproc)"
   ctest --test-dir build/core --output-on-failure
+  if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64-static >/dev/null; then
+    log "C++ core for aarch64 under qemu: cmake + ctest in build/aarch64"
+    cmake -S . -B build/aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null
+    cmake --build build/aarch64 -j "$(nproc)"
+    ctest --test-dir build/aarch64 --output-on-failure
+  else
+    log "NOT RUN: aarch64 core tests (install g++-aarch64-linux-gnu and qemu-user-static)"
+  fi
+}
+
+run_tests() {
+  core_tests
   log "Python tests"
   "$PY" -m pytest python_tests -q "$@"
 }
