@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "platform.h"
 
@@ -133,6 +134,12 @@ inline void add_lanes(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRIC
   for (int64_t i = 0; i < n * L; ++i) out[i] += v[i];
 }
 
+// out[i] += v[i] for i < n (part of a row)
+template <class T>
+inline void add_lanes_partial(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRICT out) {
+  for (int64_t i = 0; i < n; ++i) out[i] += v[i];
+}
+
 // out[i][l] = v[i][l] + bias[i] for n rows (v may be null: out[i][l] = bias[i])
 template <class T, int L>
 inline void add_bias_lanes(const T* RNNPOOL_RESTRICT v, const T* RNNPOOL_RESTRICT bias, int64_t n,
@@ -154,5 +161,56 @@ template <class T>
 inline void copy(const T* RNNPOOL_RESTRICT in, int64_t n, T* RNNPOOL_RESTRICT out) {
   for (int64_t i = 0; i < n; ++i) out[i] = in[i];
 }
+
+
+// Shuffles of two native vectors by constant indices into their concatenation.
+#if defined(__clang__)
+#define RNNPOOL_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define RNNPOOL_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, ShuffleIndex{__VA_ARGS__})
+#endif
+
+// out[i * out_stride + j] = rows[j][column + i] for i, j < W, W the native width of T: moves values between
+// "one row per lane" (a pixel's projected units) and the lane layout. Shuffles for float at 4 and
+// 8 lanes (SSE/NEON, AVX); other types and widths use the plain loop.
+template <class T>
+inline void transpose_block(const T* const* rows, int64_t column, T* RNNPOOL_RESTRICT out, int64_t out_stride) {
+  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
+  using V = Vec<T>;
+  auto load = [column](const T* p) { return *reinterpret_cast<const V*>(p + column); };
+  auto store = [&](int i, V v) { *reinterpret_cast<V*>(out + i * out_stride) = v; };
+  if constexpr (std::is_same<T, float>::value && W == 4) {
+    typedef int32_t ShuffleIndex __attribute__((vector_size(16)));
+    const V r0 = load(rows[0]), r1 = load(rows[1]), r2 = load(rows[2]), r3 = load(rows[3]);
+    const V t0 = RNNPOOL_SHUFFLE(r0, r1, 0, 4, 1, 5), t1 = RNNPOOL_SHUFFLE(r0, r1, 2, 6, 3, 7);
+    const V t2 = RNNPOOL_SHUFFLE(r2, r3, 0, 4, 1, 5), t3 = RNNPOOL_SHUFFLE(r2, r3, 2, 6, 3, 7);
+    store(0, RNNPOOL_SHUFFLE(t0, t2, 0, 1, 4, 5));
+    store(1, RNNPOOL_SHUFFLE(t0, t2, 2, 3, 6, 7));
+    store(2, RNNPOOL_SHUFFLE(t1, t3, 0, 1, 4, 5));
+    store(3, RNNPOOL_SHUFFLE(t1, t3, 2, 3, 6, 7));
+  } else if constexpr (std::is_same<T, float>::value && W == 8) {
+    typedef int32_t ShuffleIndex __attribute__((vector_size(32)));
+    V r[8], t[8], u[8];
+    for (int j = 0; j < 8; ++j) r[j] = load(rows[j]);
+    for (int j = 0; j < 8; j += 2) {  // interleave pairs of rows within each 128-bit half
+      t[j] = RNNPOOL_SHUFFLE(r[j], r[j + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+      t[j + 1] = RNNPOOL_SHUFFLE(r[j], r[j + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int j = 0; j < 8; j += 4)  // then pairs of pairs
+      for (int k = 0; k < 2; ++k) {
+        u[j + 2 * k] = RNNPOOL_SHUFFLE(t[j + k], t[j + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[j + 2 * k + 1] = RNNPOOL_SHUFFLE(t[j + k], t[j + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+      }
+    for (int i = 0; i < 4; ++i) {  // then the 128-bit halves of rows 0-3 with those of rows 4-7
+      store(i, RNNPOOL_SHUFFLE(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+      store(i + 4, RNNPOOL_SHUFFLE(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+  } else {
+    for (int i = 0; i < W; ++i)
+      for (int j = 0; j < W; ++j) out[i * out_stride + j] = rows[j][column + i];
+  }
+}
+
+#undef RNNPOOL_SHUFFLE
 
 RNNPOOL_END_ISA_NAMESPACE

@@ -55,6 +55,8 @@ template <class Cell, class T, int L>
 class PatchSweep final : public SweepKernel<T> {
  public:
   using Weights = typename Cell::Weights;
+  static constexpr int kWidth = kVecBytes / static_cast<int>(sizeof(T));  // lanes per native register
+  static_assert(L % kWidth == 0, "lanes must be a multiple of the native vector width");
 
   PatchSweep(const SweepShape& s, const SweepParams<T>& p)
       : s_(s),
@@ -75,6 +77,7 @@ class PatchSweep final : public SweepKernel<T> {
     auto take = [&at](int64_t n) { const int64_t o = at; at += n; return o; };
     // summarize: inputs and state of one sequence group
     A_ = take(longest * g1_ * L);
+    Z_ = take(g1_);  // a padding pixel's row: zeros (gather) or a sink (scatter)
     H_ = take(s.hidden1 * L);
     // pool: summaries, RNN2 inputs, results, V^G
     S_ = take(ns * s.hidden1 * L);
@@ -251,15 +254,51 @@ class PatchSweep final : public SweepKernel<T> {
     return lanes;
   }
 
-  // Calls visit(pixel index or -1 for padding, offset of (step, lane) in a [len][g1][L] block).
-  template <class F>
-  void for_each_sequence_pixel(const SequenceLanes& lanes, F&& visit) const {
-    for (int64_t t = 0; t < lanes.length; ++t)
-      for (int l = 0; l < L; ++l) {
-        const int64_t y = lanes.y0[l] + t * lanes.step_y, x = lanes.x0[l] + t * lanes.step_x;
-        const bool inside = y >= 0 && y < s_.height && x >= 0 && x < s_.width;
-        visit(inside ? y * s_.width + x : -1, t * g1_ * L + l);
-      }
+  // The projected row (g1 values) each lane reads at step t; padding lanes read `zeros`.
+  template <class Ptr>
+  void step_rows(const SequenceLanes& lanes, int64_t t, Ptr P, Ptr zeros, Ptr* rows) const {
+    for (int l = 0; l < L; ++l) {
+      const int64_t y = lanes.y0[l] + t * lanes.step_y, x = lanes.x0[l] + t * lanes.step_x;
+      const bool inside = y >= 0 && y < s_.height && x >= 0 && x < s_.width;
+      rows[l] = inside ? P + (y * s_.width + x) * g1_ : zeros;
+    }
+  }
+
+  // A[t][g][l] = P[pixel of lane l at step t][g]: blocks of kWidth units x kWidth lanes are
+  // transposed in registers (lanes.h), the units after the last full block one by one.
+  void gather_inputs(const T* P, const SequenceLanes& lanes, T* A, T* zeros) const {
+    fill(zeros, g1_, T(0));
+    const T* rows[L];
+    for (int64_t t = 0; t < lanes.length; ++t) {
+      step_rows<const T*>(lanes, t, P, zeros, rows);
+      T* At = A + t * g1_ * L;
+      int64_t g = 0;
+      for (; g + kWidth <= g1_; g += kWidth)
+        for (int l0 = 0; l0 < L; l0 += kWidth) transpose_block<T>(rows + l0, g, At + g * L + l0, L);
+      for (; g < g1_; ++g)
+        for (int l = 0; l < L; ++l) At[g * L + l] = rows[l][g];
+    }
+  }
+
+  // dP[pixel of lane l at step t][g] += dA[t][g][l]: the transpose of gather_inputs. Lanes of one
+  // step never share a pixel, and padding lanes add into `sink`.
+  void scatter_input_grads(const T* dA, const SequenceLanes& lanes, T* dP, T* sink) const {
+    T* rows[L];
+    T block[kWidth * kWidth];
+    const T* unit_rows[kWidth];
+    for (int64_t t = 0; t < lanes.length; ++t) {
+      step_rows<T*>(lanes, t, dP, sink, rows);
+      const T* dAt = dA + t * g1_ * L;
+      int64_t g = 0;
+      for (; g + kWidth <= g1_; g += kWidth)
+        for (int l0 = 0; l0 < L; l0 += kWidth) {
+          for (int i = 0; i < kWidth; ++i) unit_rows[i] = dAt + (g + i) * L + l0;
+          transpose_block<T>(unit_rows, 0, block, kWidth);  // block[j][i]: lane l0 + j, unit g + i
+          for (int j = 0; j < kWidth; ++j) add_lanes_partial(block + j * kWidth, kWidth, rows[l0 + j] + g);
+        }
+      for (; g < g1_; ++g)
+        for (int l = 0; l < L; ++l) rows[l][g] += dAt[g * L + l];
+    }
   }
 
   // Calls visit(summary index, offset of (summary slot, lane) in a [kh + kw][h1][L] block).
@@ -329,11 +368,8 @@ class PatchSweep final : public SweepKernel<T> {
 
   // RNN1 over one group of sequences: final states in ws[H_]; records a tape if one is given.
   void run_rnn1(const T* P, const SequenceLanes& lanes, T* ws, T* tape) const {
-    T* A = ws + A_;
-    for_each_sequence_pixel(lanes, [&](int64_t pix, int64_t a) {
-      for (int64_t g = 0; g < g1_; ++g) A[a + g * L] = pix >= 0 ? P[pix * g1_ + g] : T(0);
-    });
-    run_sequence(rnn1_, s_.hidden1, A, g1_ * L, lanes.length, ws + H_, tape, tape1_, ws + scratch_);
+    gather_inputs(P, lanes, ws + A_, ws + Z_);
+    run_sequence(rnn1_, s_.hidden1, ws + A_, g1_ * L, lanes.length, ws + H_, tape, tape1_, ws + scratch_);
   }
 
   // RNN2 and the projection over one group of patches: results in ws[Q_], ws[G_].
@@ -421,10 +457,7 @@ class PatchSweep final : public SweepKernel<T> {
     fill(dA, lanes.length * g1_ * L, T(0));
     run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + dR_,
                           ws + scratch_);
-    for_each_sequence_pixel(lanes, [&](int64_t pix, int64_t a) {
-      if (pix < 0) return;
-      for (int64_t g = 0; g < g1_; ++g) dP[pix * g1_ + g] += dA[a + g * L];
-    });
+    scatter_input_grads(dA, lanes, dP, ws + Z_);
   }
 
   // grad[i] += the sum over lanes of grad_lanes[i], for i in [begin, end); clears those lanes.
@@ -445,7 +478,7 @@ class PatchSweep final : public SweepKernel<T> {
   std::vector<int64_t> covered_rows_, covered_cols_;  // padded coordinates
   int64_t padded_h_, padded_w_;                       // extent the patches cover, padding included
   // Workspace offsets (elements): forward blocks, then the backward-only ones.
-  int64_t A_, H_, S_, B_, Q_, G_, scratch_, workspace_size_;
+  int64_t A_, Z_, H_, S_, B_, Q_, G_, scratch_, workspace_size_;
   int64_t dA_, T2_, dS_, dB_, dQ_, dG_, dR_, backward_workspace_size_;
 };
 
