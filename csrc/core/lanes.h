@@ -134,12 +134,6 @@ inline void add_lanes(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRIC
   for (int64_t i = 0; i < n * L; ++i) out[i] += v[i];
 }
 
-// out[i] += v[i] for i < n (part of a row)
-template <class T>
-inline void add_lanes_partial(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRICT out) {
-  for (int64_t i = 0; i < n; ++i) out[i] += v[i];
-}
-
 // out[i][l] = v[i][l] + bias[i] for n rows (v may be null: out[i][l] = bias[i])
 template <class T, int L>
 inline void add_bias_lanes(const T* RNNPOOL_RESTRICT v, const T* RNNPOOL_RESTRICT bias, int64_t n,
@@ -212,5 +206,36 @@ inline void transpose_block(const T* const* rows, int64_t column, T* RNNPOOL_RES
 }
 
 #undef RNNPOOL_SHUFFLE
+
+// out[g][l] = rows[l][g] for g < n and every lane l (rows[l] points at n values).
+template <class T, int L>
+inline void rows_to_lanes(const T* const* rows, int64_t n, T* RNNPOOL_RESTRICT out) {
+  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
+  int64_t g = 0;
+  for (; g + W <= n; g += W)
+    for (int l0 = 0; l0 < L; l0 += W) transpose_block<T>(rows + l0, g, out + g * L + l0, L);
+  for (; g < n; ++g)
+    for (int l = 0; l < L; ++l) out[g * L + l] = rows[l][g];
+}
+
+// rows[l][g] = in[g][l] (kAccumulate: +=) for g < n and every lane l: the transpose of
+// rows_to_lanes. Rows of different lanes may overlap only where the result is thrown away (one
+// sink row for all idle lanes): the lanes are written in no particular order.
+template <bool kAccumulate, class T, int L>
+inline void lanes_to_rows(const T* RNNPOOL_RESTRICT in, int64_t n, T* const* rows) {
+  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
+  T block[W * W];
+  const T* unit_rows[W];
+  int64_t g = 0;
+  for (; g + W <= n; g += W)
+    for (int l0 = 0; l0 < L; l0 += W) {
+      for (int i = 0; i < W; ++i) unit_rows[i] = in + (g + i) * L + l0;
+      transpose_block<T>(unit_rows, 0, block, W);  // block[j][i]: lane l0 + j, value g + i
+      for (int j = 0; j < W; ++j)
+        for (int i = 0; i < W; ++i) rows[l0 + j][g + i] = (kAccumulate ? rows[l0 + j][g + i] : T(0)) + block[j * W + i];
+    }
+  for (; g < n; ++g)
+    for (int l = 0; l < L; ++l) rows[l][g] = (kAccumulate ? rows[l][g] : T(0)) + in[g * L + l];
+}
 
 RNNPOOL_END_ISA_NAMESPACE

@@ -77,7 +77,7 @@ class PatchSweep final : public SweepKernel<T> {
     auto take = [&at](int64_t n) { const int64_t o = at; at += n; return o; };
     // summarize: inputs and state of one sequence group
     A_ = take(longest * g1_ * L);
-    Z_ = take(g1_);  // a padding pixel's row: zeros (gather) or a sink (scatter)
+    Z_ = take(std::max(g1_, s.hidden1));  // the row of a padding pixel or idle lane: zeros or a sink
     H_ = take(s.hidden1 * L);
     // pool: summaries, RNN2 inputs, results, V^G
     S_ = take(ns * s.hidden1 * L);
@@ -118,7 +118,7 @@ class PatchSweep final : public SweepKernel<T> {
   void summarize(const T* P, int64_t group, T* summaries, T* ws) const override {
     const SequenceLanes lanes = sequence_lanes(group);
     run_rnn1(P, lanes, ws, /*tape=*/nullptr);
-    store_summaries(lanes, ws + H_, summaries);
+    store_summaries(lanes, ws + H_, summaries, ws + Z_);
   }
 
   // Phase 3 for one group of patches of a sample: writes out [C_out][out_h * out_w].
@@ -126,8 +126,7 @@ class PatchSweep final : public SweepKernel<T> {
     const PatchLanes lanes = patch_lanes(group);
     run_pool(summaries, lanes, ws, /*record=*/false);
     for_each_output_block<const T*>(ws + Q_, ws + G_, [&](const T* block, int64_t rows, int64_t channel) {
-      for (int l = 0; l < lanes.count; ++l)
-        for (int64_t k = 0; k < rows; ++k) out[(channel + k) * s_.patches() + lanes.patch[l]] = block[k * L + l];
+      for (int64_t k = 0; k < rows; ++k) copy(block + k * L, lanes.count, out + (channel + k) * s_.patches() + lanes.first);
     });
   }
 
@@ -146,7 +145,7 @@ class PatchSweep final : public SweepKernel<T> {
     for (int64_t g = 0; g < sequence_groups(); ++g) {
       const SequenceLanes lanes = sequence_lanes(g);
       run_rnn1(P, lanes, ws, rnn1_tapes + g * rnn1_tape_size());
-      store_summaries(lanes, ws + H_, summaries);
+      store_summaries(lanes, ws + H_, summaries, ws + Z_);
     }
     fill(d_summaries, summaries_size(), T(0));
     fill(grad_lanes, grad_lanes_size(), T(0));
@@ -237,17 +236,18 @@ class PatchSweep final : public SweepKernel<T> {
     return lanes;
   }
 
+  // L consecutive patches (in output order, from `first`); the last group may have fewer.
   struct PatchLanes {
     int count;
-    int64_t patch[L], out_y[L], out_x[L];
+    int64_t first, out_y[L], out_x[L];
   };
 
   PatchLanes patch_lanes(int64_t group) const {
     PatchLanes lanes;
     const int64_t first = group * L;
+    lanes.first = first;
     lanes.count = static_cast<int>(std::min<int64_t>(L, s_.patches() - first));
     for (int l = 0; l < lanes.count; ++l) {
-      lanes.patch[l] = first + l;
       lanes.out_y[l] = (first + l) / s_.out_w();
       lanes.out_x[l] = (first + l) % s_.out_w();
     }
@@ -264,52 +264,46 @@ class PatchSweep final : public SweepKernel<T> {
     }
   }
 
-  // A[t][g][l] = P[pixel of lane l at step t][g]: blocks of kWidth units x kWidth lanes are
-  // transposed in registers (lanes.h), the units after the last full block one by one.
+  // A[t][g][l] = P[pixel of lane l at step t][g] (lanes.h moves the values by in-register
+  // transposes); padding lanes read a row of zeros.
   void gather_inputs(const T* P, const SequenceLanes& lanes, T* A, T* zeros) const {
     fill(zeros, g1_, T(0));
     const T* rows[L];
     for (int64_t t = 0; t < lanes.length; ++t) {
       step_rows<const T*>(lanes, t, P, zeros, rows);
-      T* At = A + t * g1_ * L;
-      int64_t g = 0;
-      for (; g + kWidth <= g1_; g += kWidth)
-        for (int l0 = 0; l0 < L; l0 += kWidth) transpose_block<T>(rows + l0, g, At + g * L + l0, L);
-      for (; g < g1_; ++g)
-        for (int l = 0; l < L; ++l) At[g * L + l] = rows[l][g];
+      rows_to_lanes<T, L>(rows, g1_, A + t * g1_ * L);
     }
   }
 
   // dP[pixel of lane l at step t][g] += dA[t][g][l]: the transpose of gather_inputs. Lanes of one
-  // step never share a pixel, and padding lanes add into `sink`.
+  // step never share a pixel; padding lanes add into `sink`, so all lanes but those are distinct.
   void scatter_input_grads(const T* dA, const SequenceLanes& lanes, T* dP, T* sink) const {
     T* rows[L];
-    T block[kWidth * kWidth];
-    const T* unit_rows[kWidth];
     for (int64_t t = 0; t < lanes.length; ++t) {
       step_rows<T*>(lanes, t, dP, sink, rows);
-      const T* dAt = dA + t * g1_ * L;
-      int64_t g = 0;
-      for (; g + kWidth <= g1_; g += kWidth)
-        for (int l0 = 0; l0 < L; l0 += kWidth) {
-          for (int i = 0; i < kWidth; ++i) unit_rows[i] = dAt + (g + i) * L + l0;
-          transpose_block<T>(unit_rows, 0, block, kWidth);  // block[j][i]: lane l0 + j, unit g + i
-          for (int j = 0; j < kWidth; ++j) add_lanes_partial(block + j * kWidth, kWidth, rows[l0 + j] + g);
-        }
-      for (; g < g1_; ++g)
-        for (int l = 0; l < L; ++l) rows[l][g] += dAt[g * L + l];
+      lanes_to_rows<true, T, L>(dA + t * g1_ * L, g1_, rows);
     }
   }
 
-  // Calls visit(summary index, offset of (summary slot, lane) in a [kh + kw][h1][L] block).
-  template <class F>
-  void for_each_patch_summary(const PatchLanes& lanes, F&& visit) const {
-    for (int l = 0; l < lanes.count; ++l) {
-      const int64_t top = lanes.out_y[l] * s_.stride_h, left = lanes.out_x[l] * s_.stride_w;
-      for (int64_t i = 0; i < s_.kernel_h; ++i) visit(row_summary(lanes.out_x[l], top + i), i * s_.hidden1 * L + l);
-      for (int64_t j = 0; j < s_.kernel_w; ++j)
-        visit(col_summary(lanes.out_y[l], left + j), (s_.kernel_h + j) * s_.hidden1 * L + l);
+  // The summary each patch lane reads in slot k (its row summaries, then its column summaries);
+  // idle lanes get `idle`.
+  template <class Ptr>
+  void slot_rows(const PatchLanes& lanes, int64_t k, Ptr summaries, Ptr idle, Ptr* rows) const {
+    for (int l = 0; l < L; ++l) {
+      if (l >= lanes.count) {
+        rows[l] = idle;
+        continue;
+      }
+      const int64_t oy = lanes.out_y[l], ox = lanes.out_x[l], kh = s_.kernel_h;
+      const int64_t index = k < kh ? row_summary(ox, oy * s_.stride_h + k) : col_summary(oy, ox * s_.stride_w + k - kh);
+      rows[l] = summaries + index * s_.hidden1;
     }
+  }
+
+  // The summary each sequence lane produces; idle lanes get `idle`.
+  template <class Ptr>
+  void summary_rows(const SequenceLanes& lanes, Ptr summaries, Ptr idle, Ptr* rows) const {
+    for (int l = 0; l < L; ++l) rows[l] = l < lanes.count ? summaries + lanes.summary[l] * s_.hidden1 : idle;
   }
 
   // visit(lane block, rows, first output channel) for each output part, in the order R, G, C.
@@ -361,10 +355,12 @@ class PatchSweep final : public SweepKernel<T> {
                            grad[Cell::kRecurrentWeight]);
   }
 
-  void store_summaries(const SequenceLanes& lanes, const T* h, T* summaries) const {
-    for (int l = 0; l < lanes.count; ++l)
-      for (int64_t k = 0; k < s_.hidden1; ++k) summaries[lanes.summary[l] * s_.hidden1 + k] = h[k * L + l];
+  void store_summaries(const SequenceLanes& lanes, const T* h, T* summaries, T* sink) const {
+    T* rows[L];
+    summary_rows<T*>(lanes, summaries, sink, rows);
+    lanes_to_rows<false, T, L>(h, s_.hidden1, rows);
   }
+
 
   // RNN1 over one group of sequences: final states in ws[H_]; records a tape if one is given.
   void run_rnn1(const T* P, const SequenceLanes& lanes, T* ws, T* tape) const {
@@ -377,10 +373,13 @@ class PatchSweep final : public SweepKernel<T> {
     const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
     T *S = ws + S_, *B = ws + B_, *Q = ws + Q_, *scratch = ws + scratch_;
     T* tape2 = record ? ws + T2_ : nullptr;
-    if (lanes.count < L) fill(S, s_.summaries() * h1L, T(0));
-    for_each_patch_summary(lanes, [&](int64_t summary, int64_t at) {
-      for (int64_t k = 0; k < s_.hidden1; ++k) S[at + k * L] = summaries[summary * s_.hidden1 + k];
-    });
+    T* zeros = ws + Z_;
+    fill(zeros, s_.hidden1, T(0));
+    const T* rows[L];
+    for (int64_t k = 0; k < s_.summaries(); ++k) {
+      slot_rows<const T*>(lanes, k, summaries, zeros, rows);
+      rows_to_lanes<T, L>(rows, s_.hidden1, S + k * h1L);
+    }
     if (s_.needs_rnn2()) {
       for (int64_t k = rnn2_first_summary(); k < rnn2_end_summary(); ++k) {
         fill(B + k * b_step, b_step, T(0));
@@ -417,8 +416,7 @@ class PatchSweep final : public SweepKernel<T> {
     fill(dQ, 4 * h2L, T(0));
     fill(dG, 4 * h2L, T(0));
     for_each_output_block<T*>(dQ, dG, [&](T* dblock, int64_t rows, int64_t channel) {
-      for (int l = 0; l < lanes.count; ++l)
-        for (int64_t k = 0; k < rows; ++k) dblock[k * L + l] = grad_out[(channel + k) * s_.patches() + lanes.patch[l]];
+      for (int64_t k = 0; k < rows; ++k) copy(grad_out + (channel + k) * s_.patches() + lanes.first, lanes.count, dblock + k * L);
     });
     fill(dS, s_.summaries() * h1L, T(0));
     if (s_.global) {
@@ -438,9 +436,11 @@ class PatchSweep final : public SweepKernel<T> {
         matvec_transposed_accumulate<T, L>(p_.rnn2[0], g2_, s_.hidden1, dB + k * b_step, dS + k * h1L);
       outer_accumulate<T, L>(dB + first * b_step, b_step, g2_, S + first * h1L, h1L, s_.hidden1, count, grad2[0]);
     }
-    for_each_patch_summary(lanes, [&](int64_t summary, int64_t at) {
-      for (int64_t k = 0; k < s_.hidden1; ++k) d_summaries[summary * s_.hidden1 + k] += dS[at + k * L];
-    });
+    T* rows[L];
+    for (int64_t k = 0; k < s_.summaries(); ++k) {
+      slot_rows<T*>(lanes, k, d_summaries, ws + Z_, rows);
+      lanes_to_rows<true, T, L>(dS + k * h1L, s_.hidden1, rows);
+    }
   }
 
   // Backward of phase 2 for one group of sequences, from its tape: accumulates dP and parameter
@@ -451,9 +451,11 @@ class PatchSweep final : public SweepKernel<T> {
     T* dA = ws + dA_;
     T* grad1[Cell::kNumParams];
     lane_grads(grad_lanes, layout_.rnn1, grad1);
-    fill(dh, s_.hidden1 * L, T(0));
-    for (int l = 0; l < lanes.count; ++l)
-      for (int64_t k = 0; k < s_.hidden1; ++k) dh[k * L + l] = d_summaries[lanes.summary[l] * s_.hidden1 + k];
+    T* zeros = ws + Z_;
+    fill(zeros, s_.hidden1, T(0));
+    const T* rows[L];
+    summary_rows<const T*>(lanes, d_summaries, zeros, rows);
+    rows_to_lanes<T, L>(rows, s_.hidden1, dh);
     fill(dA, lanes.length * g1_ * L, T(0));
     run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + dR_,
                           ws + scratch_);
