@@ -179,7 +179,6 @@ inline void gru_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, cons
 
 template <class T, int L>
 struct FastGRNN {
-  static constexpr CellKind kKind = CellKind::FastGRNN;
   static constexpr int kGates = 1;
   static constexpr int kNumParams = 6;
   enum Param { kW = 0, kU, kBiasGate, kBiasUpdate, kZeta, kNu };
@@ -249,7 +248,6 @@ struct FastGRNN {
 
 template <class T, int L>
 struct GRU {
-  static constexpr CellKind kKind = CellKind::GRU;
   static constexpr int kGates = 3;
   static constexpr int kNumParams = 4;
   enum Param { kWeightIH = 0, kWeightHH, kBiasIH, kBiasHH };

@@ -55,8 +55,6 @@ template <class Cell, class T, int L>
 class PatchSweep final : public SweepKernel<T> {
  public:
   using Weights = typename Cell::Weights;
-  static constexpr int kWidth = kVecBytes / static_cast<int>(sizeof(T));  // lanes per native register
-  static_assert(L % kWidth == 0, "lanes must be a multiple of the native vector width");
 
   PatchSweep(const SweepShape& s, const SweepParams<T>& p)
       : s_(s),
