@@ -44,7 +44,8 @@ build_extension() {
 }
 
 # The torch-free core's C++ tests: natively, then for aarch64 under qemu when the cross toolchain is
-# installed (.ci/run installs it: Debian's g++-aarch64-linux-gnu and qemu-user-static).
+# installed (.ci/run installs it: Debian's g++-aarch64-linux-gnu and qemu-user-static, and sets
+# RNNPOOL_REQUIRE_AARCH64=1 so that a missing toolchain fails the run).
 core_tests() {
   log "C++ core: cmake + ctest in build/core"
   cmake -S . -B build/core >/dev/null
@@ -55,15 +56,31 @@ core_tests() {
     cmake -S . -B build/aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null
     cmake --build build/aarch64 -j "$(nproc)"
     ctest --test-dir build/aarch64 --output-on-failure
+  elif [[ "${RNNPOOL_REQUIRE_AARCH64:-0}" == 1 ]]; then
+    log "FAILED: the aarch64 core tests need g++-aarch64-linux-gnu and qemu-user-static"
+    return 1
   else
     log "NOT RUN: aarch64 core tests (install g++-aarch64-linux-gnu and qemu-user-static)"
   fi
+}
+
+# The kernel tests once more with each other ISA build of the CPU kernels forced (the whole suite
+# ran on the default, best build).
+isa_kernel_tests() {
+  local default isa
+  default=$("$PY" -c 'import rnnpool_ops; print(rnnpool_ops.cpu_isa())')
+  for isa in $("$PY" -c 'import rnnpool_ops; print(" ".join(rnnpool_ops.available_cpu_isas()))'); do
+    [[ "$isa" == "$default" ]] && continue
+    log "Python kernel tests with RNNPOOL_CPU_ISA=$isa"
+    RNNPOOL_CPU_ISA=$isa "$PY" -m pytest python_tests/test_ops.py -q
+  done
 }
 
 run_tests() {
   core_tests
   log "Python tests"
   "$PY" -m pytest python_tests -q "$@"
+  isa_kernel_tests
 }
 
 [[ $# -ge 1 ]] || usage

@@ -13,11 +13,25 @@ ROOT = Path(__file__).parent
 CSRC = ROOT / "csrc"
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
-# -O3 -fno-trapping-math let GCC vectorise the element-wise loops of csrc/core (they contain float
-# selects). No -march flag: the extension runs on any x86-64, and the AVX2 build of the core is
-# one more object that cpu_isa.cpp picks at run time.
-CXX_FLAGS = ["-O3", "-fno-trapping-math", "-fopenmp"]
-ISA_FLAGS = {"_avx2.cpp": ["-mavx2", "-mfma"]}
+AARCH64 = platform.machine().lower() in ("aarch64", "arm64")
+
+# No -march flag anywhere: a wheel built here runs on any x86-64. Each ISA build of the core
+# (csrc/core/isa/sweep_<isa>.cpp) gets its own flags, and cpu_isa.cpp picks one at run time from
+# what the CPU supports. The builds are vectorised by hand (csrc/core/simd/), so GCC's loop
+# vectoriser is off in all of them: the scalar build stays scalar (the reference the vector builds
+# are measured against), and GCC 12's loop vectoriser was seen reading past the end of a strided
+# array in the float64 code of the vector builds (a crash in project_pixels_backward).
+CXX_FLAGS = ["-O3", "-fopenmp"]
+NO_AUTO_VECTORISATION = ["-fno-tree-loop-vectorize"]
+ISA_FLAGS = {
+    "_scalar.cpp": NO_AUTO_VECTORISATION + ["-fno-tree-slp-vectorize"],
+    "_avx2.cpp": NO_AUTO_VECTORISATION + ["-mavx2", "-mfma"],
+    "_avx512.cpp": NO_AUTO_VECTORISATION + ["-mavx512f", "-mavx2", "-mfma"],
+    "_neon.cpp": NO_AUTO_VECTORISATION,
+}
+# The scalar build comes first so the linker keeps its copies of inline functions shared by the
+# builds (std::vector's, for instance), never those compiled for a wider ISA.
+ISA_BUILDS = ["scalar"] + (["avx2", "avx512"] if X86_64 else []) + (["neon"] if AARCH64 else [])
 
 
 def sources(*patterns):
@@ -43,14 +57,11 @@ class BuildWithIsaFlags(BuildExtension):
             self.compiler._compile = torch_compile
 
 
-# The per-ISA core builds come last so the linker takes shared inline functions (std::vector's,
-# for instance) from the baseline objects, never from an AVX2 one.
 ext = CppExtension(
     name="rnnpool_ops._C",
-    sources=sources("*.cpp", "cpu/*.cpp", "core/isa/sweep_baseline.cpp")
-    + (sources("core/isa/sweep_avx2.cpp") if X86_64 else []),
+    sources=sources("*.cpp", "cpu/*.cpp", "core/isa/isa_table.cpp")
+    + [source for isa in ISA_BUILDS for source in sources(f"core/isa/sweep_{isa}.cpp")],
     include_dirs=[str(CSRC)],
-    define_macros=[("RNNPOOL_HAVE_AVX2", None)] if X86_64 else [],
     extra_compile_args={"cxx": CXX_FLAGS},
     extra_link_args=["-fopenmp"],
 )

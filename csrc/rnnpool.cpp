@@ -8,18 +8,51 @@
 
 namespace {
 
-// rnnpool_ops._C.cpu_isa(): the build of the CPU kernels in use ("baseline" or "avx2").
-PyObject* cpu_isa(PyObject*, PyObject*) {
+// Runs f, turning a c10 error into the matching Python exception.
+template <class F>
+PyObject* calling_python(F&& f) {
   try {
-    return PyUnicode_FromString(rnnpool::active_cpu_isa().c_str());
-  } catch (const c10::Error& e) {
+    return f();
+  } catch (const c10::ValueError& e) {
     PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
-    return nullptr;
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
   }
+  return nullptr;
 }
 
-PyMethodDef methods[] = {{"cpu_isa", cpu_isa, METH_NOARGS, "The CPU kernel build in use."},
-                         {nullptr, nullptr, 0, nullptr}};
+// rnnpool_ops._C.cpu_isa(): the ISA build of the CPU kernels in use (see cpu/cpu_isa.h).
+PyObject* cpu_isa(PyObject*, PyObject*) {
+  return calling_python([] { return PyUnicode_FromString(rnnpool::active_cpu_isa().name); });
+}
+
+// rnnpool_ops._C.set_cpu_isa(name)
+PyObject* set_cpu_isa(PyObject*, PyObject* name) {
+  const char* text = PyUnicode_AsUTF8(name);
+  if (!text) return nullptr;
+  return calling_python([text] {
+    rnnpool::set_cpu_isa(text);
+    Py_RETURN_NONE;
+  });
+}
+
+// rnnpool_ops._C.available_cpu_isas(): the builds this CPU can run, best first.
+PyObject* available_cpu_isas(PyObject*, PyObject*) {
+  return calling_python([]() -> PyObject* {
+    const std::vector<std::string> names = rnnpool::available_cpu_isas();
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(names.size()));
+    if (!list) return nullptr;
+    for (size_t i = 0; i < names.size(); ++i)
+      PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), PyUnicode_FromString(names[i].c_str()));
+    return list;
+  });
+}
+
+PyMethodDef methods[] = {
+    {"cpu_isa", cpu_isa, METH_NOARGS, "The ISA build of the CPU kernels in use."},
+    {"set_cpu_isa", set_cpu_isa, METH_O, "Choose the ISA build of the CPU kernels ('auto' for the best)."},
+    {"available_cpu_isas", available_cpu_isas, METH_NOARGS, "The ISA builds this CPU can run, best first."},
+    {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
 

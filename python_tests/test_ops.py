@@ -286,18 +286,48 @@ def run_python(code, **env):
                           env={**os.environ, **env}, timeout=120)
 
 
-def test_cpu_isa_reports_the_build_in_use():
+def test_cpu_isa_defaults_to_the_best_available_build():
     import rnnpool_ops
 
-    assert rnnpool_ops.cpu_isa() in ("baseline", "avx2")
-    result = run_python("import rnnpool_ops; print(rnnpool_ops.cpu_isa())", RNNPOOL_CPU_ISA="baseline")
-    assert result.stdout.strip() == "baseline", result.stderr
+    available = rnnpool_ops.available_cpu_isas()
+    assert available[-1] == "scalar" and set(available) <= {"avx512", "avx2", "neon", "scalar"}
+    result = run_python("import rnnpool_ops; print(rnnpool_ops.cpu_isa())", RNNPOOL_CPU_ISA="auto")
+    assert result.stdout.strip() == available[0], result.stderr
+
+
+def test_rnnpool_cpu_isa_environment_variable_forces_each_build():
+    import rnnpool_ops
+
+    for isa in rnnpool_ops.available_cpu_isas():
+        result = run_python("import rnnpool_ops; print(rnnpool_ops.cpu_isa())", RNNPOOL_CPU_ISA=isa)
+        assert result.stdout.strip() == isa, result.stderr
 
 
 def test_unknown_cpu_isa_is_a_clear_error():
+    import rnnpool_ops
+
     result = run_python("import rnnpool_ops; rnnpool_ops.cpu_isa()", RNNPOOL_CPU_ISA="sse9")
     assert result.returncode != 0
-    assert "RNNPOOL_CPU_ISA must be 'auto', 'baseline' or 'avx2', got 'sse9'" in result.stderr
+    assert "RNNPOOL_CPU_ISA must be 'auto' or one of the builds compiled for this machine" in result.stderr
+    assert "got 'sse9'" in result.stderr
+    with pytest.raises(ValueError, match="cpu_isa must be 'auto' or one of the builds"):
+        rnnpool_ops.set_cpu_isa("sse9")
+
+
+@pytest.mark.parametrize("variant", ["rnnpool_quantised", "rex_gru"])
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512", "neon"])
+def test_every_isa_build_matches_the_reference(isa, variant):
+    """Forward and gradients through each ISA build chosen at run time with set_cpu_isa."""
+    import rnnpool_ops
+
+    if isa not in rnnpool_ops.available_cpu_isas():
+        pytest.skip(f"this machine cannot run the {isa} build")
+    previous = rnnpool_ops.set_cpu_isa(isa)
+    try:
+        assert rnnpool_ops.cpu_isa() == isa
+        assert_matches_reference(make_args("wide_image", variant, torch.float32), rtol=1e-4, atol=1e-4)
+    finally:
+        rnnpool_ops.set_cpu_isa(previous)
 
 
 def test_large_batch_is_processed_in_chunks_with_the_same_result():

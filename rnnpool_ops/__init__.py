@@ -4,10 +4,13 @@ torch.ops.rnnpool.forward / backward are registered on import (see csrc/rnnpool.
 """
 
 from . import _ops, functional, reference
-from ._ops import cpu_isa, extension_available
+from ._ops import available_cpu_isas, cpu_isa, extension_available, set_cpu_isa
 from .cells import FastGRNNCell
 from .layers import ReX2d, RNNPool2d
 
 __version__ = "0.1.0"
 
-__all__ = ["FastGRNNCell", "RNNPool2d", "ReX2d", "functional", "reference", "extension_available", "cpu_isa"]
+__all__ = [
+    "FastGRNNCell", "RNNPool2d", "ReX2d", "functional", "reference", "extension_available",
+    "cpu_isa", "available_cpu_isas", "set_cpu_isa",
+]

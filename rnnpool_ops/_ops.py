@@ -21,9 +21,30 @@ def extension_available():
 
 
 def cpu_isa():
-    """The build of the CPU kernels in use: "avx2" or "baseline" (set RNNPOOL_CPU_ISA to choose)."""
+    """The ISA build the CPU kernels run: "avx512", "avx2", "neon" or "scalar".
+
+    By default the best build this CPU can run; the environment variable RNNPOOL_CPU_ISA (read at
+    first use) or set_cpu_isa() choose another.
+    """
     require_extension()
     return _C.cpu_isa()
+
+
+def available_cpu_isas():
+    """The ISA builds of the CPU kernels this machine can run, best first."""
+    require_extension()
+    return _C.available_cpu_isas()
+
+
+def set_cpu_isa(name):
+    """Run the CPU kernels with the named ISA build ("auto": the best one); returns the previous name.
+
+    Raises ValueError for a build that is not compiled in or that this CPU cannot run.
+    """
+    require_extension()
+    previous = _C.cpu_isa()
+    _C.set_cpu_isa(name)
+    return previous
 
 
 def require_extension():

@@ -85,8 +85,8 @@ RNNPOOL_HD GRUPointGrad<T> gru_point_backward(T dh, T r, T z, T n, T ah_n, T h_p
 }
 
 // ---------------------------------------------------------------------------------------------
-// Element-wise lane loops. Each takes RNNPOOL_RESTRICT pointers so the compiler knows the arrays
-// are distinct and vectorises the loop over lanes; the math is the per-element functions above.
+// Element-wise lane loops: the per-element functions above applied to whole vector registers
+// (simd.h), kWidth lanes at a time.
 // ---------------------------------------------------------------------------------------------
 
 // The FastGRNN step after U h: pre = W x + U h_prev [H][L]; writes z, h~ and h_prev (the tape, or
@@ -95,14 +95,19 @@ template <Nonlinearity Gate, Nonlinearity Update, class T, int L>
 inline void fastgrnn_lanes(int64_t H, const T* RNNPOOL_RESTRICT pre, const T* RNNPOOL_RESTRICT bias_gate,
                            const T* RNNPOOL_RESTRICT bias_update, T zeta, T nu, T* RNNPOOL_RESTRICT h_prev,
                            T* RNNPOOL_RESTRICT z, T* RNNPOOL_RESTRICT h_tilde, T* RNNPOOL_RESTRICT h) {
-  for (int64_t j = 0; j < H; ++j)
-    for (int l = 0; l < L; ++l) {
-      const int64_t i = j * L + l;
-      z[i] = activate<Gate>(pre[i] + bias_gate[j]);
-      h_tilde[i] = activate<Update>(pre[i] + bias_update[j]);
-      h_prev[i] = h[i];
-      h[i] = fastgrnn_mix(z[i], h_tilde[i], h[i], zeta, nu);
+  using V = Vec<T>;
+  const V zeta_v(zeta), nu_v(nu);
+  for (int64_t j = 0; j < H; ++j) {
+    const V bg(bias_gate[j]), bu(bias_update[j]);
+    for (int64_t i = j * L; i < (j + 1) * L; i += V::kWidth) {
+      const V p = V::load(pre + i), hp = V::load(h + i);
+      const V zi = activate<Gate>(p + bg), ht = activate<Update>(p + bu);
+      zi.store(z + i);
+      ht.store(h_tilde + i);
+      hp.store(h_prev + i);
+      fastgrnn_mix(zi, ht, hp, zeta_v, nu_v).store(h + i);
     }
+  }
 }
 
 // dh: in d/dh_t, out the direct part of d/dh_{t-1}; dpre = d/d(W x + U h_prev).
@@ -112,18 +117,21 @@ inline void fastgrnn_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev,
                                     T* RNNPOOL_RESTRICT dpre, T* RNNPOOL_RESTRICT g_bias_gate,
                                     T* RNNPOOL_RESTRICT g_bias_update, T* RNNPOOL_RESTRICT g_zeta,
                                     T* RNNPOOL_RESTRICT g_nu) {
+  using V = Vec<T>;
+  const V zeta_v(zeta), nu_v(nu);
   for (int64_t j = 0; j < H; ++j)
-    for (int l = 0; l < L; ++l) {
+    for (int l = 0; l < L; l += V::kWidth) {
       const int64_t i = j * L + l;
-      const FastGRNNPointGrad<T> g =
-          fastgrnn_mix_backward(dh[i], z[i], h_tilde[i], h_prev[i], zeta, nu, derivative_from_output<Gate>(z[i]),
-                                derivative_from_output<Update>(h_tilde[i]));
-      g_bias_gate[i] += g.pre_gate;
-      g_bias_update[i] += g.pre_update;
-      g_zeta[l] += g.zeta;
-      g_nu[l] += g.nu;
-      dpre[i] = g.pre_gate + g.pre_update;
-      dh[i] = g.h_prev;
+      const V zi = V::load(z + i), ht = V::load(h_tilde + i);
+      const FastGRNNPointGrad<V> g =
+          fastgrnn_mix_backward(V::load(dh + i), zi, ht, V::load(h_prev + i), zeta_v, nu_v,
+                                derivative_from_output<Gate>(zi), derivative_from_output<Update>(ht));
+      (V::load(g_bias_gate + i) + g.pre_gate).store(g_bias_gate + i);
+      (V::load(g_bias_update + i) + g.pre_update).store(g_bias_update + i);
+      (V::load(g_zeta + l) + g.zeta).store(g_zeta + l);
+      (V::load(g_nu + l) + g.nu).store(g_nu + l);
+      (g.pre_gate + g.pre_update).store(dpre + i);
+      g.h_prev.store(dh + i);
     }
 }
 
@@ -138,18 +146,21 @@ template <class T, int L>
 inline void gru_lanes(int64_t H, const T* RNNPOOL_RESTRICT ai, const T* RNNPOOL_RESTRICT bias_ih,
                       const T* RNNPOOL_RESTRICT ah, T* RNNPOOL_RESTRICT r, T* RNNPOOL_RESTRICT z,
                       T* RNNPOOL_RESTRICT n, T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT h) {
+  using V = Vec<T>;
   const int64_t HL = H * L;
-  for (int64_t j = 0; j < H; ++j)
-    for (int l = 0; l < L; ++l) {
-      const int64_t i = j * L + l;
-      const GRUPoint<T> p = gru_point(ai[i] + bias_ih[j], ai[HL + i] + bias_ih[H + j],
-                                      ai[2 * HL + i] + bias_ih[2 * H + j], ah[i], ah[HL + i], ah[2 * HL + i], h[i]);
-      r[i] = p.r;
-      z[i] = p.z;
-      n[i] = p.n;
-      ah_n[i] = ah[2 * HL + i];
-      h[i] = p.h;
+  for (int64_t j = 0; j < H; ++j) {
+    const V b_r(bias_ih[j]), b_z(bias_ih[H + j]), b_n(bias_ih[2 * H + j]);
+    for (int64_t i = j * L; i < (j + 1) * L; i += V::kWidth) {
+      const V ahn = V::load(ah + 2 * HL + i);
+      const GRUPoint<V> p = gru_point(V::load(ai + i) + b_r, V::load(ai + HL + i) + b_z, V::load(ai + 2 * HL + i) + b_n,
+                                      V::load(ah + i), V::load(ah + HL + i), ahn, V::load(h + i));
+      p.r.store(r + i);
+      p.z.store(z + i);
+      p.n.store(n + i);
+      ahn.store(ah_n + i);
+      p.h.store(h + i);
     }
+  }
 }
 
 // dh: in d/dh_t, out the direct part of d/dh_{t-1}; dai = d/d ai, dah = d/d ah ([3H][L] each).
@@ -158,14 +169,18 @@ inline void gru_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, cons
                                const T* RNNPOOL_RESTRICT z, const T* RNNPOOL_RESTRICT n,
                                const T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT dh, T* RNNPOOL_RESTRICT dai,
                                T* RNNPOOL_RESTRICT dah) {
+  using V = Vec<T>;
   const int64_t HL = H * L;
-  for (int64_t i = 0; i < HL; ++i) {
-    const GRUPointGrad<T> g = gru_point_backward(dh[i], r[i], z[i], n[i], ah_n[i], h_prev[i]);
-    dai[i] = dah[i] = g.ai_r;
-    dai[HL + i] = dah[HL + i] = g.ai_z;
-    dai[2 * HL + i] = g.ai_n;
-    dah[2 * HL + i] = g.ah_n;
-    dh[i] = g.h_prev;
+  for (int64_t i = 0; i < HL; i += V::kWidth) {
+    const GRUPointGrad<V> g = gru_point_backward(V::load(dh + i), V::load(r + i), V::load(z + i), V::load(n + i),
+                                                 V::load(ah_n + i), V::load(h_prev + i));
+    g.ai_r.store(dai + i);
+    g.ai_r.store(dah + i);
+    g.ai_z.store(dai + HL + i);
+    g.ai_z.store(dah + HL + i);
+    g.ai_n.store(dai + 2 * HL + i);
+    g.ah_n.store(dah + 2 * HL + i);
+    g.h_prev.store(dh + i);
   }
 }
 

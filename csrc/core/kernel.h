@@ -1,10 +1,11 @@
-// The interface the torch bindings use to run the sweep, and one factory per CPU ISA build.
-// Each ISA build (isa/sweep_*.cpp) compiles the whole core with its own flags into its own
-// namespace; the bindings pick one at run time (cpu/sweep_cpu.cpp).
+// The interface the torch bindings and the C++ tests use to run the sweep, and the table of CPU
+// ISA builds. Each build (isa/sweep_<isa>.cpp) compiles the whole core with its own flags into its
+// own namespace; cpu/cpu_isa.cpp picks one at run time.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "types.h"
 
@@ -30,16 +31,39 @@ class SweepKernel {
   virtual void finalize(double* grad) const = 0;
 };
 
-#define RNNPOOL_DECLARE_SWEEP_FACTORY(isa)                                                       \
-  inline namespace isa {                                                                         \
-  template <class T>                                                                             \
-  std::unique_ptr<SweepKernel<T>> make_sweep_kernel(CellKind cell, const SweepShape& shape,      \
-                                                    const SweepParams<T>& params);               \
+// What every ISA build exports (defined in isa/sweep_<isa>.cpp through sweep.h).
+#define RNNPOOL_DECLARE_ISA_BUILD(isa)                                                          \
+  inline namespace isa {                                                                        \
+  template <class T>                                                                            \
+  std::unique_ptr<SweepKernel<T>> make_sweep_kernel(CellKind cell, const SweepShape& shape,     \
+                                                    const SweepParams<T>& params);              \
+  void activate_floats(Nonlinearity nl, const float* x, int64_t n, float* y);                   \
   }
 
-RNNPOOL_DECLARE_SWEEP_FACTORY(baseline)  // any x86-64 (SSE2) or aarch64 (NEON)
-RNNPOOL_DECLARE_SWEEP_FACTORY(avx2)      // x86-64 with AVX2 and FMA
+RNNPOOL_DECLARE_ISA_BUILD(scalar)  // every target: one value per instruction, the reference path
+#if defined(__x86_64__) || defined(_M_X64)
+#define RNNPOOL_X86_ISA_BUILDS 1
+RNNPOOL_DECLARE_ISA_BUILD(avx2)    // AVX2 + FMA, 8 floats per register
+RNNPOOL_DECLARE_ISA_BUILD(avx512)  // AVX-512F, 16 floats per register
+#endif
+#if defined(__aarch64__)
+#define RNNPOOL_NEON_ISA_BUILD 1
+RNNPOOL_DECLARE_ISA_BUILD(neon)  // AdvSIMD, 4 floats per register (every ARMv8-A core)
+#endif
 
-#undef RNNPOOL_DECLARE_SWEEP_FACTORY
+#undef RNNPOOL_DECLARE_ISA_BUILD
+
+// One ISA build, as the run-time selection and the tests see it.
+struct CpuIsa {
+  const char* name;
+  bool supported;  // by the CPU (and OS) this process runs on
+  std::unique_ptr<SweepKernel<float>> (*make_float)(CellKind, const SweepShape&, const SweepParams<float>&);
+  std::unique_ptr<SweepKernel<double>> (*make_double)(CellKind, const SweepShape&, const SweepParams<double>&);
+  // y = nl(x) with the build's vectorised nonlinearity (x and y may be the same array).
+  void (*activate_floats)(Nonlinearity, const float*, int64_t, float*);
+};
+
+// The builds compiled for this target, fastest first (the scalar one last).
+const std::vector<CpuIsa>& compiled_cpu_isas();
 
 }  // namespace rnnpool

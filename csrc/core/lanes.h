@@ -1,65 +1,47 @@
 // Linear algebra on "lane layout" arrays: a vector v of length n for L independent sequences is
 // stored as v[i * L + l]. Every hot loop then runs over l with unit stride and no horizontal
-// reduction. The few routines here are the micro-kernels a per-ISA path replaces; this portable
-// version uses the compiler's generic vector types at the build's native width, so the same source
-// becomes SSE, AVX, AVX-512 or NEON code.
-//
-// kVecBytes depends on the flags of the translation unit: a build that compiles this header for
-// several ISAs must keep each in its own namespace (one definition per ISA).
+// reduction. These are the sweep's micro-kernels, written once against the build's vector
+// registers (simd.h: scalar, AVX2, AVX-512 or NEON); a build that compiles them for several ISAs
+// keeps each in its own namespace (platform.h).
 #pragma once
 
 #include <cstdint>
-#include <type_traits>
 
 #include "platform.h"
+#include "simd.h"
 
 RNNPOOL_BEGIN_ISA_NAMESPACE
 
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-#elif defined(__AVX__)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;  // SSE2 (every x86-64), NEON
-#endif
-
-// A native SIMD register of T, loadable from any T-aligned address.
-template <class T>
-struct NativeVec {
-  typedef T type __attribute__((vector_size(kVecBytes), aligned(sizeof(T))));
-};
-template <class T>
-using Vec = typename NativeVec<T>::type;
-
-// L lanes as K native registers; L must be a multiple of the native width.
+// L lanes as K registers of the build's Vec<T> (simd.h); L must be a multiple of its width.
 template <class T, int L>
 struct LaneRegs {
-  static constexpr int kWidth = kVecBytes / static_cast<int>(sizeof(T));
-  static constexpr int K = L / kWidth;
-  static_assert(K * kWidth == L, "lanes must be a multiple of the native vector width");
-  Vec<T> v[K];
+  using V = Vec<T>;
+  static constexpr int K = L / V::kWidth;
+  static_assert(K * V::kWidth == L, "lanes must be a multiple of the vector width");
+  V v[K];
 
   static LaneRegs load(const T* p) {
     LaneRegs r;
-    for (int k = 0; k < K; ++k) r.v[k] = *reinterpret_cast<const Vec<T>*>(p + k * kWidth);
+    for (int k = 0; k < K; ++k) r.v[k] = V::load(p + k * V::kWidth);
     return r;
   }
   void store(T* p) const {
-    for (int k = 0; k < K; ++k) *reinterpret_cast<Vec<T>*>(p + k * kWidth) = v[k];
+    for (int k = 0; k < K; ++k) v[k].store(p + k * V::kWidth);
   }
   static LaneRegs splat(T s) {
     LaneRegs r;
-    for (int k = 0; k < K; ++k) r.v[k] = Vec<T>{} + s;
+    for (int k = 0; k < K; ++k) r.v[k] = V(s);
     return r;
   }
   void fma(T w, const LaneRegs& x) {  // this += w * x
-    for (int k = 0; k < K; ++k) v[k] += w * x.v[k];
+    const V wv(w);
+    for (int k = 0; k < K; ++k) v[k] = fmadd(wv, x.v[k], v[k]);
   }
   void mul_add(const LaneRegs& x, const LaneRegs& y) {  // this += x * y
-    for (int k = 0; k < K; ++k) v[k] += x.v[k] * y.v[k];
+    for (int k = 0; k < K; ++k) v[k] = fmadd(x.v[k], y.v[k], v[k]);
   }
   void add(const LaneRegs& x) {
-    for (int k = 0; k < K; ++k) v[k] += x.v[k];
+    for (int k = 0; k < K; ++k) v[k] = v[k] + x.v[k];
   }
 };
 
@@ -131,7 +113,12 @@ inline void outer_accumulate(const T* RNNPOOL_RESTRICT a, int64_t a_step, int64_
 // out[i][l] += v[i][l] for n rows
 template <class T, int L>
 inline void add_lanes(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRICT out) {
-  for (int64_t i = 0; i < n * L; ++i) out[i] += v[i];
+  using Regs = LaneRegs<T, L>;
+  for (int64_t i = 0; i < n; ++i) {
+    Regs r = Regs::load(out + i * L);
+    r.add(Regs::load(v + i * L));
+    r.store(out + i * L);
+  }
 }
 
 // out[i][l] = v[i][l] + bias[i] for n rows (v may be null: out[i][l] = bias[i])
@@ -157,63 +144,13 @@ inline void copy(const T* RNNPOOL_RESTRICT in, int64_t n, T* RNNPOOL_RESTRICT ou
 }
 
 
-// Shuffles of two native vectors by constant indices into their concatenation.
-#if defined(__clang__)
-#define RNNPOOL_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#else
-#define RNNPOOL_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, ShuffleIndex{__VA_ARGS__})
-#endif
-
-// out[i * out_stride + j] = rows[j][column + i] for i, j < W, W the native width of T: moves values between
-// "one row per lane" (a pixel's projected units) and the lane layout. Shuffles for float at 4 and
-// 8 lanes (SSE/NEON, AVX); other types and widths use the plain loop.
-template <class T>
-inline void transpose_block(const T* const* rows, int64_t column, T* RNNPOOL_RESTRICT out, int64_t out_stride) {
-  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
-  using V = Vec<T>;
-  auto load = [column](const T* p) { return *reinterpret_cast<const V*>(p + column); };
-  auto store = [&](int i, V v) { *reinterpret_cast<V*>(out + i * out_stride) = v; };
-  if constexpr (std::is_same<T, float>::value && W == 4) {
-    typedef int32_t ShuffleIndex __attribute__((vector_size(16)));
-    const V r0 = load(rows[0]), r1 = load(rows[1]), r2 = load(rows[2]), r3 = load(rows[3]);
-    const V t0 = RNNPOOL_SHUFFLE(r0, r1, 0, 4, 1, 5), t1 = RNNPOOL_SHUFFLE(r0, r1, 2, 6, 3, 7);
-    const V t2 = RNNPOOL_SHUFFLE(r2, r3, 0, 4, 1, 5), t3 = RNNPOOL_SHUFFLE(r2, r3, 2, 6, 3, 7);
-    store(0, RNNPOOL_SHUFFLE(t0, t2, 0, 1, 4, 5));
-    store(1, RNNPOOL_SHUFFLE(t0, t2, 2, 3, 6, 7));
-    store(2, RNNPOOL_SHUFFLE(t1, t3, 0, 1, 4, 5));
-    store(3, RNNPOOL_SHUFFLE(t1, t3, 2, 3, 6, 7));
-  } else if constexpr (std::is_same<T, float>::value && W == 8) {
-    typedef int32_t ShuffleIndex __attribute__((vector_size(32)));
-    V r[8], t[8], u[8];
-    for (int j = 0; j < 8; ++j) r[j] = load(rows[j]);
-    for (int j = 0; j < 8; j += 2) {  // interleave pairs of rows within each 128-bit half
-      t[j] = RNNPOOL_SHUFFLE(r[j], r[j + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-      t[j + 1] = RNNPOOL_SHUFFLE(r[j], r[j + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int j = 0; j < 8; j += 4)  // then pairs of pairs
-      for (int k = 0; k < 2; ++k) {
-        u[j + 2 * k] = RNNPOOL_SHUFFLE(t[j + k], t[j + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-        u[j + 2 * k + 1] = RNNPOOL_SHUFFLE(t[j + k], t[j + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-      }
-    for (int i = 0; i < 4; ++i) {  // then the 128-bit halves of rows 0-3 with those of rows 4-7
-      store(i, RNNPOOL_SHUFFLE(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11));
-      store(i + 4, RNNPOOL_SHUFFLE(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15));
-    }
-  } else {
-    for (int i = 0; i < W; ++i)
-      for (int j = 0; j < W; ++j) out[i * out_stride + j] = rows[j][column + i];
-  }
-}
-
-#undef RNNPOOL_SHUFFLE
-
 // out[g][l] = rows[l][g] for g < n and every lane l (rows[l] points at n values).
 template <class T, int L>
 inline void rows_to_lanes(const T* const* rows, int64_t n, T* RNNPOOL_RESTRICT out) {
-  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
+  constexpr int W = Transpose<T>::kWidth;
   int64_t g = 0;
   for (; g + W <= n; g += W)
-    for (int l0 = 0; l0 < L; l0 += W) transpose_block<T>(rows + l0, g, out + g * L + l0, L);
+    for (int l0 = 0; l0 < L; l0 += W) Transpose<T>::block(rows + l0, g, out + g * L + l0, L);
   for (; g < n; ++g)
     for (int l = 0; l < L; ++l) out[g * L + l] = rows[l][g];
 }
@@ -223,14 +160,14 @@ inline void rows_to_lanes(const T* const* rows, int64_t n, T* RNNPOOL_RESTRICT o
 // sink row for all idle lanes): the lanes are written in no particular order.
 template <bool kAccumulate, class T, int L>
 inline void lanes_to_rows(const T* RNNPOOL_RESTRICT in, int64_t n, T* const* rows) {
-  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
+  constexpr int W = Transpose<T>::kWidth;
   T block[W * W];
   const T* unit_rows[W];
   int64_t g = 0;
   for (; g + W <= n; g += W)
     for (int l0 = 0; l0 < L; l0 += W) {
       for (int i = 0; i < W; ++i) unit_rows[i] = in + (g + i) * L + l0;
-      transpose_block<T>(unit_rows, 0, block, W);  // block[j][i]: lane l0 + j, value g + i
+      Transpose<T>::block(unit_rows, 0, block, W);  // block[j][i]: lane l0 + j, value g + i
       for (int j = 0; j < W; ++j)
         for (int i = 0; i < W; ++i) rows[l0 + j][g + i] = (kAccumulate ? rows[l0 + j][g + i] : T(0)) + block[j * W + i];
     }

@@ -9,46 +9,51 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "elementwise.h"
 #include "platform.h"
 #include "types.h"
 
 RNNPOOL_BEGIN_ISA_NAMESPACE
 
-// tanh for float as x P(x^2) / Q(x^2) on [-9, 9] and +-1 outside (|tanh| > 1 - 3e-8 there): one
-// division, no exp, no branch, so loops over it vectorise. The coefficients were fitted for this
-// project (weighted least squares towards minimax); max abs error 3.5e-7 in float arithmetic
-// (checked on a 4M-point grid over [-12, 12]); NaN propagates.
-RNNPOOL_HD float tanh_(float x) {
-  x = x < -9.0f ? -9.0f : x;
-  x = x > 9.0f ? 9.0f : x;
-  const float t = x * x;
-  float p = -8.463029404e-14f;
-  p = p * t + 5.267038194e-11f;
-  p = p * t - 2.020068202e-8f;
-  p = p * t + 1.114786664e-5f;
-  p = p * t + 3.103317926e-3f;
-  p = p * t + 1.308343261e-1f;
-  p = p * t + 1.0f;
-  float q = 2.545228926e-4f;
-  q = q * t + 2.449261770e-2f;
-  q = q * t + 4.641675949e-1f;
-  q = q * t + 1.0f;
+// tanh as x P(x^2) / Q(x^2) on [-9, 9] and +-1 outside (|tanh| > 1 - 3e-8 there): one division,
+// no exp, no branch, the same formula for a float and for a vector of floats (simd/). The
+// coefficients were fitted for this project (weighted least squares towards minimax). Max abs error
+// against tanh in double: 3e-7 in every build, over the float range (tests/test_nonlinearity.cpp);
+// NaN propagates. float64 uses std::tanh (the double overloads below and in simd/scalar.h).
+template <class T>
+RNNPOOL_HD T tanh_(T x) {
+  x = clamp(x, T(-9.0f), T(9.0f));
+  const T t = x * x;
+  T p = T(-8.463029404e-14f);
+  p = fmadd(p, t, T(5.267038194e-11f));
+  p = fmadd(p, t, T(-2.020068202e-8f));
+  p = fmadd(p, t, T(1.114786664e-5f));
+  p = fmadd(p, t, T(3.103317926e-3f));
+  p = fmadd(p, t, T(1.308343261e-1f));
+  p = fmadd(p, t, T(1.0f));
+  T q = T(2.545228926e-4f);
+  q = fmadd(q, t, T(2.449261770e-2f));
+  q = fmadd(q, t, T(4.641675949e-1f));
+  q = fmadd(q, t, T(1.0f));
   return x * p / q;
 }
 RNNPOOL_HD double tanh_(double x) { return std::tanh(x); }
 
-// sigmoid(x) = (1 + tanh(x / 2)) / 2: abs error < 2e-7 for float.
-RNNPOOL_HD float sigmoid(float x) { return 0.5f + 0.5f * tanh_(0.5f * x); }
+// sigmoid(x) = (1 + tanh(x / 2)) / 2: max abs error 2e-7 for float.
+template <class T>
+RNNPOOL_HD T sigmoid(T x) {
+  return fmadd(T(0.5f), tanh_(T(0.5f) * x), T(0.5f));
+}
 RNNPOOL_HD double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+// EdgeML's piecewise-linear quantSigm and quantTanh: a multiply-add and a clamp.
 template <class T>
 RNNPOOL_HD T quant_sigm(T x) {
-  const T y = (x + T(1)) * T(0.5);
-  return y < T(0) ? T(0) : (y > T(1) ? T(1) : y);
+  return clamp(fmadd(x, T(0.5f), T(0.5f)), T(0.0f), T(1.0f));
 }
 template <class T>
 RNNPOOL_HD T quant_tanh(T x) {
-  return x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x);
+  return clamp(x, T(-1.0f), T(1.0f));
 }
 
 // The one definition of each nonlinearity and of its derivative (as a function of its output y).
@@ -62,10 +67,10 @@ RNNPOOL_HD T activate(T x) {
 
 template <Nonlinearity NL, class T>
 RNNPOOL_HD T derivative_from_output(T y) {
-  if (NL == Nonlinearity::Sigmoid) return y * (T(1) - y);
-  if (NL == Nonlinearity::Tanh) return T(1) - y * y;
-  if (NL == Nonlinearity::QuantSigm) return (y > T(0) && y < T(1)) ? T(0.5) : T(0);
-  return (y > T(-1) && y < T(1)) ? T(1) : T(0);
+  if (NL == Nonlinearity::Sigmoid) return y * (T(1.0f) - y);
+  if (NL == Nonlinearity::Tanh) return T(1.0f) - y * y;
+  if (NL == Nonlinearity::QuantSigm) return inside_open(y, T(0.0f), T(1.0f), T(0.5f));
+  return inside_open(y, T(-1.0f), T(1.0f), T(1.0f));
 }
 
 template <Nonlinearity NL>

@@ -18,10 +18,10 @@
 #define RNNPOOL_RESTRICT
 #endif
 
-// Everything with code in csrc/core is compiled once per CPU ISA (csrc/cpu/kernels_*.cpp), each
+// Everything with code in csrc/core is compiled once per CPU ISA (csrc/core/isa/sweep_*.cpp), each
 // build in its own inline namespace so the builds never share a symbol.
 #ifndef RNNPOOL_ISA
-#define RNNPOOL_ISA baseline
+#define RNNPOOL_ISA portable  // code built outside csrc/core/isa (e.g. device code)
 #endif
 #define RNNPOOL_BEGIN_ISA_NAMESPACE \
   namespace rnnpool {               \

@@ -10,9 +10,9 @@
 
 RNNPOOL_BEGIN_ISA_NAMESPACE
 
-// Pixels per block: two native vectors.
+// Pixels per block: two vector registers.
 template <class T>
-constexpr int kPixelBlock = 2 * kVecBytes / static_cast<int>(sizeof(T));
+constexpr int kPixelBlock = 2 * Vec<T>::kWidth;
 
 // Rows [g0, g0 + kRows) of P for one full pixel block: kRows accumulators stay in registers while
 // the loop over channels streams the block's pixels.

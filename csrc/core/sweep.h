@@ -495,8 +495,3 @@ std::unique_ptr<SweepKernel<T>> make_sweep_kernel(CellKind cell, const SweepShap
 }
 
 RNNPOOL_END_ISA_NAMESPACE
-
-// Compiles the factory of kernel.h for the ISA build that includes this header (isa/sweep_*.cpp).
-#define RNNPOOL_INSTANTIATE_SWEEP_FACTORY(T)                                                        \
-  template std::unique_ptr<rnnpool::SweepKernel<T>> rnnpool::RNNPOOL_ISA::make_sweep_kernel(        \
-      rnnpool::CellKind, const rnnpool::SweepShape&, const rnnpool::SweepParams<T>&);

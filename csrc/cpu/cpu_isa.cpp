@@ -2,50 +2,62 @@
 
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <cstdlib>
 
 namespace rnnpool {
 namespace {
 
-bool cpu_has_avx2() {
-#if defined(RNNPOOL_HAVE_AVX2)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;  // not an x86-64 build
-#endif
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
-std::string choose_cpu_isa() {
-  const char* requested = std::getenv("RNNPOOL_CPU_ISA");
-  const std::string name = requested ? requested : "auto";
-  if (name == "auto" || name.empty()) return cpu_has_avx2() ? "avx2" : "baseline";
-  TORCH_CHECK_VALUE(name == "baseline" || name == "avx2",
-                    "RNNPOOL_CPU_ISA must be 'auto', 'baseline' or 'avx2', got '", name, "'");
-  TORCH_CHECK_VALUE(name != "avx2" || cpu_has_avx2(),
-                    "RNNPOOL_CPU_ISA=avx2, but this CPU or build has no AVX2+FMA path");
-  return name;
+const CpuIsa& find_cpu_isa(const std::string& name, const char* source) {
+  const std::vector<CpuIsa>& table = compiled_cpu_isas();
+  if (name == "auto" || name.empty()) {
+    for (const CpuIsa& isa : table)
+      if (isa.supported) return isa;
+  }
+  std::vector<std::string> compiled;
+  for (const CpuIsa& isa : table) {
+    if (name != isa.name) {
+      compiled.push_back(isa.name);
+      continue;
+    }
+    TORCH_CHECK_VALUE(isa.supported, source, "='", name, "': this CPU cannot run the ", name,
+                      " build; it can run: ", joined(available_cpu_isas()));
+    return isa;
+  }
+  TORCH_CHECK_VALUE(false, source, " must be 'auto' or one of the builds compiled for this machine (",
+                    joined(compiled), "), got '", name, "'");
+}
+
+std::atomic<const CpuIsa*>& active() {
+  static std::atomic<const CpuIsa*> isa{nullptr};
+  return isa;
 }
 
 }  // namespace
 
-const std::string& active_cpu_isa() {
-  static const std::string isa = choose_cpu_isa();
-  return isa;
+const CpuIsa& active_cpu_isa() {
+  const CpuIsa* isa = active().load();
+  if (!isa) {
+    const char* requested = std::getenv("RNNPOOL_CPU_ISA");
+    isa = &find_cpu_isa(requested ? requested : "auto", "RNNPOOL_CPU_ISA");
+    active().store(isa);
+  }
+  return *isa;
 }
 
-template <class T>
-std::unique_ptr<SweepKernel<T>> make_cpu_sweep_kernel(CellKind cell, const SweepShape& shape,
-                                                      const SweepParams<T>& params) {
-#if defined(RNNPOOL_HAVE_AVX2)
-  if (active_cpu_isa() == "avx2") return avx2::make_sweep_kernel<T>(cell, shape, params);
-#endif
-  active_cpu_isa();  // still validates RNNPOOL_CPU_ISA
-  return baseline::make_sweep_kernel<T>(cell, shape, params);
-}
+void set_cpu_isa(const std::string& name) { active().store(&find_cpu_isa(name, "cpu_isa")); }
 
-template std::unique_ptr<SweepKernel<float>> make_cpu_sweep_kernel(CellKind, const SweepShape&,
-                                                                   const SweepParams<float>&);
-template std::unique_ptr<SweepKernel<double>> make_cpu_sweep_kernel(CellKind, const SweepShape&,
-                                                                    const SweepParams<double>&);
+std::vector<std::string> available_cpu_isas() {
+  std::vector<std::string> names;
+  for (const CpuIsa& isa : compiled_cpu_isas())
+    if (isa.supported) names.push_back(isa.name);
+  return names;
+}
 
 }  // namespace rnnpool

@@ -1,19 +1,30 @@
-// Which build of the kernel core (csrc/core/isa/) the CPU kernels run: the best the CPU supports,
-// or the one named by the environment variable RNNPOOL_CPU_ISA (baseline | avx2 | auto), read once.
+// Which ISA build of the kernel core (csrc/core/kernel.h) the CPU kernels run. By default the
+// first build of compiled_cpu_isas() this CPU supports; the environment variable RNNPOOL_CPU_ISA
+// (read at first use) or set_cpu_isa() name another: auto | scalar | avx2 | avx512 | neon.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "../core/kernel.h"
 
 namespace rnnpool {
 
-// "baseline" or "avx2"; raises if RNNPOOL_CPU_ISA names an unknown or unsupported ISA.
-const std::string& active_cpu_isa();
+const CpuIsa& active_cpu_isa();
+
+// Raises (c10::ValueError) for a name that is not compiled in or that this CPU cannot run.
+void set_cpu_isa(const std::string& name);
+
+// The builds this CPU can run, best first.
+std::vector<std::string> available_cpu_isas();
 
 template <class T>
 std::unique_ptr<SweepKernel<T>> make_cpu_sweep_kernel(CellKind cell, const SweepShape& shape,
-                                                      const SweepParams<T>& params);
+                                                      const SweepParams<T>& params) {
+  if constexpr (std::is_same<T, float>::value) return active_cpu_isa().make_float(cell, shape, params);
+  else return active_cpu_isa().make_double(cell, shape, params);
+}
 
 }  // namespace rnnpool
