@@ -25,6 +25,12 @@ inline VecF operator-(VecF a, VecF b) { return VecF(_mm256_sub_ps(a.v, b.v)); }
 inline VecF operator*(VecF a, VecF b) { return VecF(_mm256_mul_ps(a.v, b.v)); }
 inline VecF operator/(VecF a, VecF b) { return VecF(_mm256_div_ps(a.v, b.v)); }
 inline VecF fmadd(VecF a, VecF b, VecF c) { return VecF(_mm256_fmadd_ps(a.v, b.v, c.v)); }
+// 12-bit reciprocal estimate, one Newton step (r' = r (2 - b r)), times a.
+inline VecF divide(VecF a, VecF b) {
+  const __m256 r = _mm256_rcp_ps(b.v);
+  const __m256 refined = _mm256_mul_ps(r, _mm256_fnmadd_ps(b.v, r, _mm256_set1_ps(2.0f)));
+  return VecF(_mm256_mul_ps(a.v, refined));
+}
 // max/min return their second operand when either is NaN: x goes second so NaN propagates.
 inline VecF clamp(VecF x, VecF lo, VecF hi) { return VecF(_mm256_min_ps(hi.v, _mm256_max_ps(lo.v, x.v))); }
 inline VecF inside_open(VecF x, VecF lo, VecF hi, VecF value) {

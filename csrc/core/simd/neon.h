@@ -26,6 +26,13 @@ inline VecF operator-(VecF a, VecF b) { return VecF(vsubq_f32(a.v, b.v)); }
 inline VecF operator*(VecF a, VecF b) { return VecF(vmulq_f32(a.v, b.v)); }
 inline VecF operator/(VecF a, VecF b) { return VecF(vdivq_f32(a.v, b.v)); }
 inline VecF fmadd(VecF a, VecF b, VecF c) { return VecF(vfmaq_f32(c.v, a.v, b.v)); }
+// 8-bit reciprocal estimate, two Newton steps (vrecpsq gives 2 - b r), times a.
+inline VecF divide(VecF a, VecF b) {
+  float32x4_t r = vrecpeq_f32(b.v);
+  r = vmulq_f32(r, vrecpsq_f32(b.v, r));
+  r = vmulq_f32(r, vrecpsq_f32(b.v, r));
+  return VecF(vmulq_f32(a.v, r));
+}
 // FMAX/FMIN return NaN when either operand is NaN.
 inline VecF clamp(VecF x, VecF lo, VecF hi) { return VecF(vminq_f32(vmaxq_f32(x.v, lo.v), hi.v)); }
 inline VecF inside_open(VecF x, VecF lo, VecF hi, VecF value) {

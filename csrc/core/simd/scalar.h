@@ -32,6 +32,8 @@ inline Vec<T> operator*(Vec<T> a, Vec<T> b) { return Vec<T>(a.v * b.v); }
 template <class T>
 inline Vec<T> operator/(Vec<T> a, Vec<T> b) { return Vec<T>(a.v / b.v); }
 template <class T>
+inline Vec<T> divide(Vec<T> a, Vec<T> b) { return Vec<T>(divide(a.v, b.v)); }
+template <class T>
 inline Vec<T> fmadd(Vec<T> a, Vec<T> b, Vec<T> c) { return Vec<T>(fmadd(a.v, b.v, c.v)); }
 template <class T>
 inline Vec<T> clamp(Vec<T> x, Vec<T> lo, Vec<T> hi) { return Vec<T>(clamp(x.v, lo.v, hi.v)); }
