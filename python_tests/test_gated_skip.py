@@ -169,7 +169,7 @@ def test_gradcheck(geometry, gates):
     def run(*tensors):
         return run_fused(dict(args, **dict(zip(names, tensors))))
 
-    assert torch.autograd.gradcheck(run, [args[k] for k in names])
+    assert torch.autograd.gradcheck(run, [args[k] for k in names], fast_mode=True)
 
 
 @requires_op
@@ -204,6 +204,21 @@ def test_compile_fullgraph():
     torch.testing.assert_close(got, want)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w)
+
+
+@requires_op
+def test_compile_inductor_module_inference():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = GatedSkipConv2d(4, 3, backend="fused").eval()
+    x, logits = torch.randn(2, 4, 6, 5), torch.randn(2, 4)
+
+    def run(x, logits):
+        return layer(x * 2, channel_gate=hard_gate(logits)) + 1
+
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(run, fullgraph=True)(x, logits), run(x, logits), rtol=1e-5,
+                                   atol=1e-6)
 
 
 # Skipping: a gated-off sample or channel must not touch the convolution at all. NaN weights prove it:
@@ -357,3 +372,52 @@ def test_hard_gate_forward_and_straight_through_gradient():
     (grad,) = torch.autograd.grad(gate, logits, grad_output)
     s = torch.sigmoid(logits.detach())
     torch.testing.assert_close(grad, grad_output * s * (1 - s))
+
+
+# CUDA: the Triton forward and the composite backward (no GPU on the CI machine: these skip there).
+requires_cuda = pytest.mark.skipif(not (torch.cuda.is_available() and _ops.fused_available("cuda")),
+                                   reason="needs a CUDA GPU and the built extension")
+
+
+def to_cuda(args):
+    return {k: v.detach().cuda().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor) else v
+            for k, v in args.items()}
+
+
+@requires_cuda
+@pytest.mark.parametrize("gates", ["soft", "hard", "absent", "all_off"])
+@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "k5_dilation2", "batch1_nonsquare"])
+def test_cuda_matches_reference(geometry, gates):
+    assert_matches_reference(to_cuda(make_args(geometry, gates, torch.float32, folded_bn=True)), rtol=1e-4,
+                             atol=1e-4)
+    assert_matches_reference(to_cuda(make_args(geometry, gates, torch.float64)), rtol=1e-10, atol=1e-10)
+
+
+@requires_cuda
+@pytest.mark.parametrize("geometry", ["k3", "depthwise"])
+def test_cuda_gated_off_channels_do_no_multiply_adds(geometry):
+    args = to_cuda(make_args(geometry, "hard", torch.float32, requires_grad=False))
+    off = torch.arange(args["x"].shape[1], device="cuda") % 2 == 0
+    args["channel_gate"][:, off] = 0
+    poisoned = dict(args, weight=args["weight"].clone())
+    poisoned["weight"][off] = float("nan")
+    with torch.no_grad():
+        got = run_fused(poisoned)
+    assert torch.equal(got[:, off], args["x"][:, off])
+    torch.testing.assert_close(got, reference.gated_skip_conv2d(**args), rtol=1e-4, atol=1e-5)
+
+
+@requires_op
+@pytest.mark.parametrize("gates", ["soft", "hard", "absent", "layer_only_hard"])
+@pytest.mark.parametrize("geometry", ["k3", "depthwise", "k5_dilation2"])
+def test_composite_backward_matches_cpu_kernel(geometry, gates):
+    # The CUDA backward's math (composite.py), checked on CPU against the C++ backward.
+    from rnnpool_ops.gated_skip import composite
+
+    a = make_args(geometry, gates, folded_bn=True, requires_grad=False)
+    grad_output = torch.randn_like(a["x"])
+    op_args = [a[k] for k in TENSOR_KEYS] + [[a["dilation"]] * 2, a["groups"], a["activation"], [True, True]]
+    want = torch.ops.rnnpool.gated_skip_conv2d_backward(grad_output, *op_args)
+    got = composite.backward(grad_output, *op_args)
+    for name, g, w in zip(TENSOR_KEYS, got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10, msg=lambda m: f"gradient of {name}: {m}")

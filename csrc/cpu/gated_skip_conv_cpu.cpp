@@ -27,11 +27,25 @@
 namespace rnnpool {
 namespace {
 
+// [rows, cols] -> [cols, rows] in square tiles that stay in L1 (ATen's strided copy to channels-last
+// is several times slower for a [C, H*W] sample).
+void transpose_planes(const float* in, float* out, int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t r1 = std::min(r0 + kTile, rows), c1 = std::min(c0 + kTile, cols);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) out[c * rows + r] = in[r * cols + c];
+    }
+}
+
 // Everything of one call, made contiguous, with the per-channel epilogue folded to
 // z = alpha[c] * conv_without_bias + beta[c] (alpha = scale, beta = bias * scale + shift).
 struct GatedSkipInputs {
   GatedSkipShape shape;
   at::Tensor x, weight, gate, alpha, beta;  // gate: m [N, C]
+  bool channels_last;
+  at::Tensor filters_ohwi;  // weight as [C, kh, kw, C/groups] when channels_last
 
   GatedSkipInputs(const at::Tensor& x_in, const at::Tensor& weight_in, const c10::optional<at::Tensor>& bias,
                   const c10::optional<at::Tensor>& layer_gate, const c10::optional<at::Tensor>& channel_gate,
@@ -49,10 +63,29 @@ struct GatedSkipInputs {
     beta = bias ? *bias * alpha : at::zeros({shape.channels}, options);
     if (shift) beta = beta + *shift;
     beta = beta.contiguous();
+    channels_last = x.scalar_type() == at::kFloat;
+    if (channels_last) filters_ohwi = weight.permute({0, 2, 3, 1}).contiguous();
   }
 
   at::Tensor convolve(const at::Tensor& input, const at::Tensor& w, int64_t groups) const {
     return at::conv2d(input, w, c10::nullopt, {1, 1}, shape.padding(), shape.dilation(), groups);
+  }
+
+  // Sample n as the per-sample convolutions take it: channels-last for float32, where oneDNN runs a
+  // batch of one in that layout without reordering x (and the filters) into its blocked format.
+  at::Tensor sample(int64_t n) const {
+    const at::Tensor xn = x.narrow(0, n, 1);
+    if (!channels_last) return xn;
+    at::Tensor out = at::empty({1, shape.channels, shape.height, shape.width},
+                               x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    transpose_planes(xn.data_ptr<float>(), out.data_ptr<float>(), shape.channels, shape.plane());
+    return out;
+  }
+
+  // All filters, or the rows in `index`, in the layout sample() pairs them with.
+  at::Tensor filters() const { return channels_last ? filters_ohwi.permute({0, 3, 1, 2}) : weight; }
+  at::Tensor filters(const at::Tensor& index) const {
+    return channels_last ? filters_ohwi.index_select(0, index).permute({0, 3, 1, 2}) : weight.index_select(0, index);
   }
 };
 
@@ -61,37 +94,49 @@ inline T activate(T z, bool relu) {
   return relu && !(z > T(0)) && !std::isnan(z) ? T(0) : z;
 }
 
-// y = m * act(alpha * conv + beta) + (1 - m) * x over one plane of a channel with m != 0.
+// One channel of a convolution output: pixel i (row-major over H x W) is base[i * step]. step is 1
+// for an NCHW output and the number of channels for a channels-last one.
 template <class T>
-void blend_plane(const T* conv, const T* x, T* y, int64_t size, T m, T alpha, T beta, bool relu) {
+struct ConvPlane {
+  const T* base = nullptr;
+  int64_t step = 0;
+};
+
+// y = m * act(alpha * conv + beta) + (1 - m) * x over pixels [begin, end) of a channel with m != 0.
+template <class T>
+void blend_pixels(ConvPlane<T> conv, const T* x, T* y, int64_t begin, int64_t end, T m, T alpha, T beta, bool relu) {
+  const T* cv = conv.base;
+  const int64_t step = conv.step;
   if (m == T(1)) {
-    for (int64_t i = 0; i < size; ++i) y[i] = activate(alpha * conv[i] + beta, relu);
+    for (int64_t i = begin; i < end; ++i) y[i] = activate(alpha * cv[i * step] + beta, relu);
   } else {
     const T keep = T(1) - m;
-    for (int64_t i = 0; i < size; ++i) y[i] = m * activate(alpha * conv[i] + beta, relu) + keep * x[i];
+    for (int64_t i = begin; i < end; ++i) y[i] = m * activate(alpha * cv[i * step] + beta, relu) + keep * x[i];
   }
 }
 
-// The convolution of sample n's active channels only. Returns one plane pointer per channel
-// (nullptr where m = 0); `parts` keeps the tensors behind them alive.
+// The convolution of sample n's active channels only. Returns one plane per channel (base nullptr
+// where m = 0); `parts` keeps the tensors behind them alive.
 template <class T>
-std::vector<const T*> convolve_active_channels(const GatedSkipInputs& in, int64_t n, const std::vector<int64_t>& active,
-                                               std::vector<at::Tensor>& parts) {
+std::vector<ConvPlane<T>> convolve_active_channels(const GatedSkipInputs& in, int64_t n,
+                                                   const std::vector<int64_t>& active, std::vector<at::Tensor>& parts) {
   const GatedSkipShape& s = in.shape;
-  std::vector<const T*> planes(s.channels, nullptr);
-  const at::Tensor xn = in.x.narrow(0, n, 1);
-  auto take = [&](const at::Tensor& out, const int64_t* channels, int64_t count) {
-    parts.push_back(out.contiguous());
-    const T* base = parts.back().template data_ptr<T>();
-    for (int64_t j = 0; j < count; ++j) planes[channels[j]] = base + j * s.plane();
+  std::vector<ConvPlane<T>> planes(s.channels);
+  const at::Tensor xn = in.sample(n);
+  auto take = [&](at::Tensor out, const int64_t* channels, int64_t count) {
+    // NCHW or channels-last (oneDNN's choice): both have rows of W pixels `step` apart.
+    if (s.height > 1 && out.stride(2) != s.width * out.stride(3)) out = out.contiguous();
+    parts.push_back(out);
+    const T* base = out.template data_ptr<T>();
+    for (int64_t j = 0; j < count; ++j) planes[channels[j]] = {base + j * out.stride(1), out.stride(3)};
   };
   const int64_t count = static_cast<int64_t>(active.size());
   if (count == s.channels) {
-    take(in.convolve(xn, in.weight, s.groups), active.data(), count);
+    take(in.convolve(xn, in.filters(), s.groups), active.data(), count);
   } else if (s.channels_per_group() == 1) {
     // Depthwise: an active channel needs its own input channel and filter only.
     const at::Tensor index = at::from_blob(const_cast<int64_t*>(active.data()), {count}, at::kLong);
-    take(in.convolve(xn.index_select(1, index), in.weight.index_select(0, index), count), active.data(), count);
+    take(in.convolve(xn.index_select(1, index), in.filters(index), count), active.data(), count);
   } else {
     // Each group with an active channel: its input channels against the active filters of the group.
     const int64_t per_group = s.channels_per_group();
@@ -100,8 +145,8 @@ std::vector<const T*> convolve_active_channels(const GatedSkipInputs& in, int64_
       int64_t last = first;
       while (last < count && active[last] / per_group == group) ++last;
       const at::Tensor index = at::from_blob(const_cast<int64_t*>(active.data() + first), {last - first}, at::kLong);
-      const at::Tensor w = last - first == per_group ? in.weight.narrow(0, group * per_group, per_group)
-                                                     : in.weight.index_select(0, index);
+      const at::Tensor w = last - first == per_group ? in.filters().narrow(0, group * per_group, per_group)
+                                                     : in.filters(index);
       take(in.convolve(xn.narrow(1, group * per_group, per_group), w, 1), active.data() + first, last - first);
       first = last;
     }
@@ -118,29 +163,43 @@ void forward_samples(const GatedSkipInputs& in, at::Tensor& y) {
   const T* beta = in.beta.data_ptr<T>();
   T* out = y.data_ptr<T>();
   const int64_t sample_size = s.channels * s.plane();
-  at::parallel_for(0, s.batch, 1, [&](int64_t begin, int64_t end) {
+  // Samples with an active channel are shared among the threads; the others are copied.
+  std::vector<int64_t> computed, copied;
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const T* m = gate + n * s.channels;
+    (std::any_of(m, m + s.channels, [](T g) { return g != T(0); }) ? computed : copied).push_back(n);
+  }
+  // Copies on the calling thread: one thread moves memory nearly as fast as two, and a parallel region
+  // costs more than the copy when the cores are shared.
+  for (int64_t n : copied) std::memcpy(out + n * sample_size, x + n * sample_size, sample_size * sizeof(T));
+  if (computed.empty()) return;
+  at::parallel_for(0, static_cast<int64_t>(computed.size()), 1, [&](int64_t begin, int64_t end) {
     // Worker threads do not inherit the caller's autograd state: the convolutions here are plain math.
     at::NoGradGuard no_grad;
     std::vector<int64_t> active;
-    for (int64_t n = begin; n < end; ++n) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t n = computed[i];
       const T* m = gate + n * s.channels;
       const T* xn = x + n * sample_size;
       T* yn = out + n * sample_size;
       active.clear();
       for (int64_t c = 0; c < s.channels; ++c)
         if (m[c] != T(0)) active.push_back(c);
-      if (active.empty()) {
-        std::memcpy(yn, xn, sample_size * sizeof(T));
-        continue;
-      }
       std::vector<at::Tensor> parts;
-      const std::vector<const T*> conv = convolve_active_channels<T>(in, n, active, parts);
-      for (int64_t c = 0; c < s.channels; ++c) {
-        const int64_t offset = c * s.plane();
-        if (conv[c] == nullptr)
-          std::memcpy(yn + offset, xn + offset, s.plane() * sizeof(T));
-        else
-          blend_plane(conv[c], xn + offset, yn + offset, s.plane(), m[c], alpha[c], beta[c], s.relu);
+      const std::vector<ConvPlane<T>> conv = convolve_active_channels<T>(in, n, active, parts);
+      // A block of pixels of every channel at a time: a channels-last convolution output is read
+      // row by row from cache while y is written in runs of kPixelBlock per channel.
+      constexpr int64_t kPixelBlock = 64;
+      for (int64_t begin = 0; begin < s.plane(); begin += kPixelBlock) {
+        const int64_t end = std::min(begin + kPixelBlock, s.plane());
+        for (int64_t c = 0; c < s.channels; ++c) {
+          const T* xc = xn + c * s.plane();
+          T* yc = yn + c * s.plane();
+          if (conv[c].base == nullptr)
+            std::memcpy(yc + begin, xc + begin, (end - begin) * sizeof(T));
+          else
+            blend_pixels(conv[c], xc, yc, begin, end, m[c], alpha[c], beta[c], s.relu);
+        }
       }
     }
   });
