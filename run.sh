@@ -80,6 +80,9 @@ run_tests() {
   core_tests
   log "Python tests"
   "$PY" -m pytest python_tests -q "$@"
+  # Its own process: TRITON_INTERPRET must be set before triton is imported.
+  log "Triton kernels under the interpreter"
+  "$PY" -m pytest python_tests/interpreter/triton_interpreter_checks.py -q
   isa_kernel_tests
 }
 

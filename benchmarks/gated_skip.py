@@ -1,0 +1,140 @@
+"""Gated-skip convolution benchmark: inference with hard gates, fused op vs unfused reference.
+
+    python -m benchmarks.gated_skip [--reps N] [--warmup N] [--threads T] [--device cpu|cuda]
+
+N=32, C=64, 32x32, 3x3 convolution, ReLU, float32, no gradient. For 0/25/50/75/100% active, once with
+sample-level gates (layer_gate: that share of the samples on) and once with channel-level gates
+(channel_gate: that share of each sample's channels on, a different random set per sample). Every
+step of a gating level is timed in the same run, interleaved (benchmarks/timing.py), so the ratios
+compare like with like. Writes benchmarks/results/gated-skip-<device>-<model>[-<T>thread].md and .json.
+"""
+
+import argparse
+import json
+
+import torch
+
+from benchmarks.report import RESULTS_DIR, machine_info, slug
+from benchmarks.timing import interleaved_medians
+from rnnpool_ops.gated_skip import gated_skip_conv2d
+
+SHAPE = dict(batch=32, channels=64, height=32, width=32, kernel=3)
+ACTIVE = (0.0, 0.25, 0.5, 0.75, 1.0)
+MODES = ("sample", "channel")
+TARGETS = (
+    "fused/unfused <= 1.2 at 100% active",
+    "fused/fused@100% <= 0.4 at 25% active channels",
+    "fused/fused@100% <= 0.1 at 0% active",
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=15, help="timed repetitions per step (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions per step first")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    return parser.parse_args(argv)
+
+
+def make_gates(mode, share, device, generator):
+    """Hard 0/1 gates with exactly round(share * count) ones, at random places."""
+    n, c = SHAPE["batch"], SHAPE["channels"]
+    if mode == "sample":
+        gate = torch.zeros(n)
+        gate[torch.randperm(n, generator=generator)[: round(share * n)]] = 1
+        return gate.to(device), None
+    gate = torch.zeros(n, c)
+    for row in gate:
+        row[torch.randperm(c, generator=generator)[: round(share * c)]] = 1
+    return None, gate.to(device)
+
+
+def make_step(args, backend, device):
+    def step():
+        with torch.no_grad():
+            gated_skip_conv2d(**args, backend=backend)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def measure(device, reps, warmup):
+    s = SHAPE
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(s["batch"], s["channels"], s["height"], s["width"], generator=generator).to(device)
+    weight = (0.05 * torch.randn(s["channels"], s["channels"], s["kernel"], s["kernel"], generator=generator)).to(device)
+    bias = torch.randn(s["channels"], generator=generator).to(device)
+    rows = []
+    for mode in MODES:
+        cases = []
+        for share in ACTIVE:
+            layer_gate, channel_gate = make_gates(mode, share, device, generator)
+            cases.append(dict(x=x, weight=weight, bias=bias, layer_gate=layer_gate, channel_gate=channel_gate,
+                              activation="relu"))
+        steps = [make_step(a, backend, device) for a in cases for backend in ("fused", "reference")]
+        medians = interleaved_medians(steps, reps, warmup)
+        fused_full = medians[2 * ACTIVE.index(1.0)]
+        for i, share in enumerate(ACTIVE):
+            fused_ms, unfused_ms = medians[2 * i], medians[2 * i + 1]
+            rows.append(dict(mode=mode, active=share, fused_ms=fused_ms, unfused_ms=unfused_ms,
+                             fused_over_unfused=fused_ms / unfused_ms, fused_over_fused_full=fused_ms / fused_full))
+    return rows
+
+
+def targets_met(rows):
+    def row(mode, share):
+        return next(r for r in rows if r["mode"] == mode and r["active"] == share)
+
+    return {
+        TARGETS[0]: all(row(m, 1.0)["fused_over_unfused"] <= 1.2 for m in MODES),
+        TARGETS[1]: row("channel", 0.25)["fused_over_fused_full"] <= 0.4,
+        TARGETS[2]: all(row(m, 0.0)["fused_over_fused_full"] <= 0.1 for m in MODES),
+    }
+
+
+def markdown(rows, machine, settings, met):
+    lines = [
+        "# Gated-skip convolution: fused op vs unfused reference (inference, hard gates)",
+        "",
+        *[f"- {key}: {value}" for key, value in machine.items()],
+        f"- settings: {settings}",
+        "",
+        "| gates | active | fused ms | unfused ms | fused / unfused | fused / fused@100% |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[
+            f"| {r['mode']} | {r['active']:.0%} | {r['fused_ms']:.2f} | {r['unfused_ms']:.2f} "
+            f"| {r['fused_over_unfused']:.2f} | {r['fused_over_fused_full']:.2f} |"
+            for r in rows
+        ],
+        "",
+        "Targets:",
+        *[f"- {name}: {'met' if ok else 'NOT met'}" for name, ok in met.items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = measure(args.device, args.reps, args.warmup)
+    machine = machine_info()
+    if args.device == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name()
+    settings = dict(shape=SHAPE, reps=args.reps, warmup=args.warmup, device=args.device, dtype="float32")
+    met = targets_met(rows)
+    report = markdown(rows, machine, settings, met)
+    print(report)
+    name = machine["gpu"] if args.device == "cuda" else machine["cpu"]
+    threads = f"-{args.threads}thread" if args.threads else ""
+    stem = RESULTS_DIR / f"gated-skip-{args.device}-{slug(name)}{threads}"
+    stem.with_suffix(".md").write_text(report)
+    stem.with_suffix(".json").write_text(
+        json.dumps(dict(machine=machine, settings=settings, rows=rows, targets=met), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
