@@ -1,0 +1,4 @@
+"""Model builders (random initialisation), one module per paper family."""
+
+from .mobilenetv2 import (mobilenetv2, mobilenetv2_rnnpool, mobilenetv2_rnnpool_vww, mobilenetv2_vww,
+                          rex_mobilenetv2)
