@@ -2,3 +2,4 @@
 
 from .mobilenetv2 import (mobilenetv2, mobilenetv2_rnnpool, mobilenetv2_rnnpool_vww, mobilenetv2_vww,
                           rex_mobilenetv2)
+from .trecx import dscnn_trecx, mobilenetv1_trecx, resnet8_trecx

@@ -57,7 +57,7 @@ class TRecXExitHead(nn.Module):
         padding = (kernel_size - 1) // 2  # Keras 'same' for stride 2 and k = 2 or 3
         self.depthwise = nn.Conv2d(self.width, self.width, kernel_size, 2, padding, groups=self.width)
         self.pool = nn.AvgPool2d(pool)
-        h, w = (_conv_out(s, kernel_size, 2, padding) // pool for s in _pair(in_size))
+        h, w = (_conv_out(s, kernel_size, 2, padding) // window for s, window in zip(_pair(in_size), _pair(pool)))
         self.linear = nn.Linear(self.width * h * w, num_classes)
 
     def forward(self, x):
@@ -83,7 +83,8 @@ class EarlyViewClassifier(nn.Module):
         self.early_view = nn.Conv2d(self.width, self.width, source.kernel_size, stride, source.padding,
                                     groups=self.width)
         self.pool = nn.AvgPool2d(pool) if pool else nn.Identity()
-        h, w = (_conv_out(s, source.kernel_size[0], stride, source.padding[0]) // (pool or 1) for s in _pair(in_size))
+        h, w = (_conv_out(s, k, stride, p) // window for s, k, p, window in
+                zip(_pair(in_size), source.kernel_size, source.padding, _pair(pool or 1)))
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(in_channels + self.width * h * w, num_classes)
         self.copy_from(exit_head)
