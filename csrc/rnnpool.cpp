@@ -44,4 +44,20 @@ TORCH_LIBRARY(rnnpool, m) {
       "Tensor? proj_bias, int[2] kernel_size, int[2] stride, int[2] padding, str cell, "
       "str gate_nonlinearity, str update_nonlinearity, str parts) "
       "-> (Tensor grad_x, Tensor[] grad_rnn1, Tensor[] grad_rnn2, Tensor[] grad_proj)");
+  // DDI's gated-skip convolution (SPEC section 5): y = m * act(scale * conv2d(x, weight, bias) + shift)
+  // + (1 - m) * x with m[n, c] = layer_gate[n] * channel_gate[n, c]; a shape-keeping convolution
+  // (weight [C, C/groups, kh, kw], odd kernel, stride 1, padding dilation * (k - 1) / 2); absent
+  // optional tensors are ones (gates, scale) or zeros (bias, shift); activation "none" or "relu".
+  // Wherever m is exactly 0 the convolution is skipped.
+  m.def(
+      "gated_skip_conv2d(Tensor x, Tensor weight, Tensor? bias, Tensor? layer_gate, Tensor? channel_gate, "
+      "Tensor? scale, Tensor? shift, int[2] dilation, int groups, str activation) -> Tensor");
+  // Its gradients, recomputing the whole convolution (gated-off channels included: the gate gradient
+  // needs them). grad_x / grad_weight are computed where conv_grad_mask says; a gradient that is not
+  // computed, or belongs to an absent input, is an empty tensor of shape [0].
+  m.def(
+      "gated_skip_conv2d_backward(Tensor grad_output, Tensor x, Tensor weight, Tensor? bias, Tensor? layer_gate, "
+      "Tensor? channel_gate, Tensor? scale, Tensor? shift, int[2] dilation, int groups, str activation, "
+      "bool[2] conv_grad_mask) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias, Tensor grad_layer_gate, "
+      "Tensor grad_channel_gate, Tensor grad_scale, Tensor grad_shift)");
 }

@@ -6,8 +6,10 @@ torch.ops.rnnpool.forward / backward are registered on import (see csrc/rnnpool.
 from . import _ops, functional, reference
 from ._ops import cpu_isa, extension_available
 from .cells import FastGRNNCell
+from .gated_skip import GatedSkipConv2d, hard_gate
 from .layers import ReX2d, RNNPool2d
 
 __version__ = "0.1.0"
 
-__all__ = ["FastGRNNCell", "RNNPool2d", "ReX2d", "functional", "reference", "extension_available", "cpu_isa"]
+__all__ = ["FastGRNNCell", "GatedSkipConv2d", "hard_gate", "RNNPool2d", "ReX2d", "functional", "reference",
+           "extension_available", "cpu_isa"]

@@ -1,0 +1,71 @@
+"""The gated-skip op's math in stock PyTorch ops, for devices without a C++ kernel: the CUDA backward
+(and the CUDA forward when Triton is missing). It mirrors csrc/cpu/gated_skip_conv_cpu.cpp."""
+
+import torch
+import torch.nn.functional as F
+
+
+def padding_of(weight, dilation):
+    return [d * (k - 1) // 2 for d, k in zip(dilation, weight.shape[2:])]
+
+
+def gate_and_epilogue(x, bias, layer_gate, channel_gate, scale, shift):
+    """m [N, C] and the folded epilogue z = alpha[c] * conv_without_bias + beta[c]."""
+    n, c = x.shape[:2]
+    m = x.new_ones(n, c)
+    if layer_gate is not None:
+        m = m * layer_gate[:, None]
+    if channel_gate is not None:
+        m = m * channel_gate
+    alpha = scale if scale is not None else x.new_ones(c)
+    beta = bias * alpha if bias is not None else x.new_zeros(c)
+    if shift is not None:
+        beta = beta + shift
+    return m, alpha, beta
+
+
+def _per_channel(t):
+    return t[:, None, None]
+
+
+def forward(x, weight, bias, layer_gate, channel_gate, scale, shift, dilation, groups, activation):
+    """The op's forward unskipped: the whole convolution, then the blend; m = 0 gives x exactly."""
+    m, alpha, beta = gate_and_epilogue(x, bias, layer_gate, channel_gate, scale, shift)
+    conv = F.conv2d(x, weight, None, padding=padding_of(weight, dilation), dilation=dilation, groups=groups)
+    z = _per_channel(alpha) * conv + _per_channel(beta)
+    a = torch.relu(z) if activation == "relu" else z
+    m = m[:, :, None, None]
+    return torch.where(m != 0, m * a + (1 - m) * x, x)
+
+
+def backward(grad_output, x, weight, bias, layer_gate, channel_gate, scale, shift, dilation, groups, activation,
+             conv_grad_mask):
+    """The backward op's seven outputs; absent or unrequested ones are empty [0] tensors."""
+    m, alpha, beta = gate_and_epilogue(x, bias, layer_gate, channel_gate, scale, shift)
+    padding = padding_of(weight, dilation)
+    conv = F.conv2d(x, weight, None, padding=padding, dilation=dilation, groups=groups)
+    z = _per_channel(alpha) * conv + _per_channel(beta)
+    a = torch.relu(z) if activation == "relu" else z
+    m4 = m[:, :, None, None]
+    dz = m4 * grad_output
+    if activation == "relu":
+        dz = torch.where(z > 0, dz, 0)
+    grad_gate = ((a - x) * grad_output).sum((2, 3))  # d y / d m, summed over the plane
+    none = x.new_empty(0)
+    grad_x, grad_weight, _ = torch.ops.aten.convolution_backward(
+        dz * _per_channel(alpha), x, weight, None, [1, 1], padding, list(dilation), False, [0, 0], groups,
+        [conv_grad_mask[0], conv_grad_mask[1], False])
+    grad_x = grad_x + (1 - m4) * grad_output if conv_grad_mask[0] else none
+    grad_weight = grad_weight if conv_grad_mask[1] else none
+    dz_per_channel = dz.sum((0, 2, 3))
+    conv_with_bias = conv + _per_channel(bias) if bias is not None else conv
+    ones = x.new_ones(())
+    return (
+        grad_x,
+        grad_weight,
+        dz_per_channel * alpha if bias is not None else none,
+        (grad_gate * (channel_gate if channel_gate is not None else ones)).sum(1) if layer_gate is not None else none,
+        grad_gate * (layer_gate[:, None] if layer_gate is not None else ones) if channel_gate is not None else none,
+        (dz * conv_with_bias).sum((0, 2, 3)) if scale is not None else none,
+        dz_per_channel if shift is not None else none,
+    )
