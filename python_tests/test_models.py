@@ -9,12 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from rnnpool_ops import ReX2d, RNNPool2d
-from rnnpool_ops.analysis import count_parameters, multiply_adds, peak_ram_bytes
-from rnnpool_ops.models import (dscnn_trecx, mobilenetv1_trecx, mobilenetv2, mobilenetv2_rnnpool,
-                                mobilenetv2_rnnpool_vww, mobilenetv2_vww, resnet8_trecx, rex_mobilenetv2)
+from rnnpool_ops import GatedSkipConv2d, ReX2d, RNNPool2d
+from rnnpool_ops.analysis import count_parameters, layer_costs, multiply_adds, peak_ram_bytes
+from rnnpool_ops.models import (ddi_resnet, dscnn_trecx, gate_masks, mobilenetv1_trecx, mobilenetv2,
+                                mobilenetv2_rnnpool, mobilenetv2_rnnpool_vww, mobilenetv2_vww, resnet8_trecx,
+                                rex_mobilenetv2)
 from rnnpool_ops.models.blocks import Classifier
-from rnnpool_ops.multiexit import MultiExitNetwork, SDNHead, TRecXExitHead
+from rnnpool_ops.models.ddi import GatedBlock, branch_positions
+from rnnpool_ops.multiexit import (MaxSoftmaxPolicy, MultiExitNetwork, SDNHead, TRecXExitHead, assign_exits,
+                                   ddi_adaptive_loss, ddi_resource_loss)
 
 IMAGE = (3, 224, 224)
 
@@ -105,3 +108,52 @@ def test_trecx_models_table_1(build, shape, final_channels, classes, params, flo
     assert ours <= flops and close(ours, flops, 0.05)
     outputs = model(torch.randn(2, *shape))
     assert [o.shape for o in outputs] == [(2, classes)] * 2
+
+
+def test_ddi_resnet38_structure_and_table_2_cost():
+    model = ddi_resnet(38)
+    assert model.num_exits == 7 and branch_positions(6) == (2, 5) and branch_positions(8) == (2, 6)  # Fig. 4
+    gated = [m for m in model.modules() if isinstance(m, GatedBlock)]
+    assert len(gated) == 6 + 5 + 5  # stages 2 and 3 start with an ungated, downsampling block
+    assert all(isinstance(conv, GatedSkipConv2d) for block in gated for conv in block.convs)
+    assert len({id(block.layer_gate.lstm) for block in gated}) == 1  # one LSTM for all layer gates
+    # DDI Table 2's budgets are its base ResNets' FLOPs (2 x MAdds): ResNet-38 170M, ResNet-26 110M.
+    # (ResNet-20's 84M and ResNet-14's 59M are 3% and 10% above the same count: rounded budgets.)
+    for depth, flops in ((38, 170e6), (26, 110e6)):
+        costs = layer_costs(ddi_resnet(depth), (3, 32, 32))
+        backbone = sum(c.madds for c in costs if "gate" not in c.name and c.scope.startswith("stages"))
+        assert close(2 * backbone, flops)
+    with pytest.raises(ValueError, match="depth must be 6n\\+2"):
+        ddi_resnet(40)
+
+
+def test_ddi_gates_train_and_skip():
+    torch.manual_seed(0)
+    model = ddi_resnet(14, num_classes=4)
+    x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 4, (6,))
+    outputs = model(x)
+    masks = gate_masks(model)
+    assert len(masks) == 2 * 4 and masks[0].shape == (6, 16)
+    loss = ddi_adaptive_loss(outputs, y) + ddi_resource_loss(masks, [1.0] * len(masks), alpha=0.1)
+    loss.backward()
+    lstm = next(m for m in model.modules() if isinstance(m, GatedBlock)).layer_gate.lstm
+    assert lstm.weight_ih.grad is not None and lstm.weight_ih.grad.abs().sum() > 0  # straight-through
+    block = next(m for m in model.modules() if isinstance(m, GatedBlock))
+    with torch.no_grad():
+        block.layer_gate.head.bias.fill_(-1e4)  # layer gate shut: the block is the identity
+        features = torch.randn(3, 16, 8, 8)
+        state = (features, torch.zeros(3, 10), torch.zeros(3, 10))
+        assert torch.equal(block(state)[0], features)
+
+
+def test_ddi_early_exit_compacts_the_gate_state():
+    torch.manual_seed(0)
+    model = ddi_resnet(14, num_classes=4).eval()
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        outputs = model(x)
+        policy = MaxSoftmaxPolicy(float(torch.softmax(outputs[0], -1).amax(-1).median()))
+        result = model.infer(x, policy)
+    expected = assign_exits(policy, outputs)
+    assert torch.equal(result.exit_index, expected) and (expected == 0).any() and (expected > 0).any()
+    torch.testing.assert_close(result.outputs, torch.stack(outputs)[expected, torch.arange(8)])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .gated_skip import GatedSkipConv2d
 from .layers import _PatchSweep2d
 
 _POOLING = (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -32,12 +33,17 @@ _RECURRENT_CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 
 @dataclass(frozen=True)
 class LayerCost:
-    """One module's cost for one sample: its qualified name, multiply-adds and activation elements."""
+    """One module call's cost for one sample: its qualified name, multiply-adds and activation elements.
+
+    scope: the model's grandchild running at the time ("stages.2", "heads.0" in a MultiExitNetwork),
+    which also places a module shared between stages (DDI's LSTM gate) where it ran.
+    """
 
     name: str
     madds: int
     input_elements: int
     output_elements: int
+    scope: str = ""
 
 
 def count_parameters(model, batch_norm_statistics=False):
@@ -78,6 +84,8 @@ def _leaf_madds(module, inputs, output):
         return output[0].numel() * module.in_features
     if isinstance(module, _PatchSweep2d):
         return patch_sweep_madds(module, output.shape[-2], output.shape[-1])
+    if isinstance(module, GatedSkipConv2d):  # counted open: what the gates save depends on the input
+        return output[0].numel() * module.weight[0].numel()
     if isinstance(module, _RECURRENT_CELLS):
         gates = module.weight_ih.shape[0]
         return gates * (module.input_size + module.hidden_size)
@@ -88,7 +96,8 @@ def _leaf_madds(module, inputs, output):
 
 
 def _is_leaf_for_madds(module):
-    return (hasattr(module, "multiply_adds") or isinstance(module, (nn.Conv2d, nn.Linear, _PatchSweep2d, nn.LSTM))
+    return (hasattr(module, "multiply_adds")
+            or isinstance(module, (nn.Conv2d, nn.Linear, _PatchSweep2d, nn.LSTM, GatedSkipConv2d))
             or isinstance(module, _RECURRENT_CELLS))
 
 
@@ -121,13 +130,21 @@ def _elements(value):
 def _trace(model, input_shape):
     """Run one zero sample through `model`; record MAdds leaves and peak-RAM units in execution order."""
     madds, units = [], []
-    hooks = []
+    hooks, seen, scope = [], set(), [""]
+
+    def enter(name):
+        scope[0] = name
 
     def visit(name, module, inside_unit):
+        if id(module) in seen:  # shared modules: one set of hooks
+            return
+        seen.add(id(module))
+        if name.count(".") == 1:
+            hooks.append(module.register_forward_pre_hook(lambda m, i, name=name: enter(name)))
         if _is_leaf_for_madds(module):
             hooks.append(module.register_forward_hook(
                 lambda m, i, o, name=name: madds.append(LayerCost(name, int(_leaf_madds(m, i, o)), _elements(i),
-                                                                  _elements(o)))))
+                                                                  _elements(o), scope[0]))))
         rule = None if inside_unit else _ram_rule(module)
         if rule is not None:
             hooks.append(module.register_forward_hook(
@@ -168,7 +185,7 @@ def exit_multiply_adds(model, input_shape):
     stage_madds = [0] * len(model.stages)
     head_madds = [0] * len(model.heads)
     for cost in layer_costs(model, input_shape):
-        kind, index = cost.name.split(".")[:2]
+        kind, index = cost.scope.split(".")
         (stage_madds if kind == "stages" else head_madds)[int(index)] += cost.madds
     return [sum(stage_madds[: stage + 1]) + sum(head_madds[: j + 1]) for j, stage in enumerate(model.exit_stages)]
 

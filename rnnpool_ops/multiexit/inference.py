@@ -3,7 +3,8 @@
 After each exit the policy decides which samples stop; those rows are removed from the batch (and from
 the policy's state) before the next stage runs, and their outputs are scattered back to their original
 positions. A batch where half the samples stop at the first exit runs every later stage on half the
-batch. The last exit takes every sample still running.
+batch. The last exit takes every sample still running. What stages pass on may be a tensor or a tuple
+of batch-first tensors (DDI's features and LSTM gate state); every one of them is compacted.
 """
 
 from dataclasses import dataclass
@@ -20,6 +21,12 @@ class ExitResult:
     madds: torch.Tensor
 
 
+def _select(value, keep):
+    if isinstance(value, (tuple, list)):
+        return type(value)(_select(item, keep) for item in value)
+    return value[keep]
+
+
 def early_exit_inference(model, x, policy, exit_madds):
     """Run `model` (a MultiExitNetwork) on x under `policy`; exit_madds: cumulative MAdds per exit."""
     n = x.shape[0]
@@ -34,7 +41,7 @@ def early_exit_inference(model, x, policy, exit_madds):
             x = stage(x)
         out = head(x)
         if exit_number == last_exit:
-            stop = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+            stop = torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
         else:
             stop, state = policy.decide(exit_number, out, state)
         if outputs is None:
@@ -44,7 +51,6 @@ def early_exit_inference(model, x, policy, exit_madds):
         keep = ~stop
         if not keep.any():
             break
-        x, rows = x[keep], rows[keep]
-        state = tuple(tensor[keep] for tensor in state)
-    madds = torch.as_tensor(exit_madds, dtype=torch.float64, device=x.device)[exit_index]
+        x, rows, state = _select(x, keep), rows[keep], _select(state, keep)
+    madds = torch.as_tensor(exit_madds, dtype=torch.float64, device=rows.device)[exit_index]
     return ExitResult(outputs, exit_index, madds)
