@@ -3,13 +3,14 @@
 torch.ops.rnnpool.forward / backward are registered on import (see csrc/rnnpool.cpp).
 """
 
-from . import _ops, functional, reference
+from . import _ops, analysis, functional, models, multiexit, reference
 from ._ops import cpu_isa, extension_available
 from .cells import FastGRNNCell
 from .gated_skip import GatedSkipConv2d, hard_gate
 from .layers import ReX2d, RNNPool2d
+from .multiexit import MultiExitNetwork
 
 __version__ = "0.1.0"
 
-__all__ = ["FastGRNNCell", "GatedSkipConv2d", "hard_gate", "RNNPool2d", "ReX2d", "functional", "reference",
-           "extension_available", "cpu_isa"]
+__all__ = ["FastGRNNCell", "GatedSkipConv2d", "hard_gate", "RNNPool2d", "ReX2d", "MultiExitNetwork", "functional",
+           "reference", "analysis", "models", "multiexit", "extension_available", "cpu_isa"]
