@@ -9,7 +9,7 @@ VENV=.venv
 PY="$VENV/bin/python"
 # torch 2.14.1 is the CUDA build: the CUDA kernels can be compiled against it.
 # setuptools >= 70.1 builds editable wheels without the separate `wheel` package.
-DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest "setuptools>=70.1")
+DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest matplotlib "setuptools>=70.1")
 
 log() { printf '[run.sh] %s\n' "$*"; }
 

@@ -1,0 +1,106 @@
+"""MultiExitNetwork: training forward, and early-exit inference that drops exited rows (compaction)."""
+
+import pytest
+import torch
+from torch import nn
+
+from rnnpool_ops.multiexit import (ConsistencyPolicy, ExitPolicy, MaxSoftmaxPolicy, MultiExitNetwork,
+                                   assign_exits)
+
+
+class StopRows(ExitPolicy):
+    """Stops the samples whose first feature equals the exit index (a label planted in the input)."""
+
+    def decide(self, exit_index, output, state):
+        return output[:, 0] == exit_index, state
+
+
+class Recorder(nn.Module):
+    """A stage that records the batch size of every call and passes its input through."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch_sizes = []
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        self.batch_sizes.append(x.shape[0])
+        return x * self.scale
+
+
+class FirstFeatures(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :3]
+
+
+def network(num_stages=3, exit_stages=(0, 1, 2)):
+    model = MultiExitNetwork([Recorder() for _ in range(num_stages)], {i: FirstFeatures() for i in exit_stages})
+    model.exit_madds((4,))  # traced once (one sample) and cached: keep it out of the records
+    for stage in model.stages:
+        stage.batch_sizes.clear()
+    return model
+
+
+def test_forward_returns_every_exit():
+    model = network(4, (1, 3))
+    outputs = model(torch.randn(5, 4))
+    assert len(outputs) == 2 and model.num_exits == 2 and model.exit_stages == (1, 3)
+    assert [stage.batch_sizes for stage in model.stages] == [[5]] * 4
+
+
+def test_half_the_batch_exiting_first_halves_later_stages():
+    model = network()
+    x = torch.zeros(8, 4)
+    x[::2, 0] = 0  # rows 0, 2, 4, 6 stop at exit 0
+    x[1::2, 0] = 2  # the others run to the last exit
+    x[:, 1] = torch.arange(8.0)  # a tag to check the scatter order
+    result = model.infer(x, StopRows())
+    assert [stage.batch_sizes for stage in model.stages] == [[8], [4], [4]]
+    assert result.exit_index.tolist() == [0, 2] * 4
+    assert result.outputs[:, 1].tolist() == list(range(8))
+    assert model.exit_madds((4,)) == [0, 0, 0]  # no multiply-adds in these stages
+    assert result.madds.tolist() == [0.0] * 8
+
+
+def test_stages_after_everyone_left_do_not_run():
+    model = network()
+    result = model.infer(torch.zeros(6, 4), StopRows())
+    assert [stage.batch_sizes for stage in model.stages] == [[6], [], []]
+    assert result.exit_index.tolist() == [0] * 6
+
+
+def test_stages_without_exit_run_on_the_compacted_batch():
+    model = network(4, (0, 3))
+    x = torch.zeros(4, 4)
+    x[:3, 0] = 1  # exit 1 is the last exit: only row 3 stops at exit 0
+    model.infer(x, StopRows())
+    assert [stage.batch_sizes for stage in model.stages] == [[4], [3], [3], [3]]
+
+
+def test_inference_matches_assign_exits_and_costs():
+    torch.manual_seed(0)
+    stages = [nn.Sequential(nn.Linear(6, 6), nn.Tanh()) for _ in range(3)]
+    model = MultiExitNetwork(stages, {i: nn.Linear(6, 4) for i in range(3)})
+    x = torch.randn(64, 6)
+    outputs = model(x)
+    for policy in (MaxSoftmaxPolicy(0.4), ConsistencyPolicy(1)):
+        result = model.infer(x, policy)
+        expected = assign_exits(policy, outputs)
+        assert torch.equal(result.exit_index, expected)
+        taken = torch.stack(outputs)[expected, torch.arange(64)]
+        torch.testing.assert_close(result.outputs, taken)
+        costs = torch.tensor(model.exit_madds((6,)), dtype=torch.float64)
+        assert costs.tolist() == [36 + 24, 72 + 48, 108 + 72]
+        assert torch.equal(result.madds, costs[expected])
+
+
+@pytest.mark.parametrize("stages, heads, match", [
+    ([], {0: nn.Identity()}, "stages must hold at least one module"),
+    ([nn.Identity()], {}, "heads must be a non-empty dict"),
+    ([nn.Identity()], [nn.Identity()], "heads must be a non-empty dict"),
+    ([nn.Identity()] * 2, {0: nn.Identity()}, "heads must include the last stage"),
+    ([nn.Identity()] * 2, {1: nn.Identity(), 2: nn.Identity()}, r"heads keys must be stage indices in \[0, 2\)"),
+])
+def test_bad_construction_is_rejected(stages, heads, match):
+    with pytest.raises(ValueError, match=match):
+        MultiExitNetwork(stages, heads)

@@ -1,0 +1,56 @@
+"""Batched early-exit inference that saves real compute.
+
+After each exit the policy decides which samples stop; those rows are removed from the batch (and from
+the policy's state) before the next stage runs, and their outputs are scattered back to their original
+positions. A batch where half the samples stop at the first exit runs every later stage on half the
+batch. The last exit takes every sample still running. What stages pass on may be a tensor or a tuple
+of batch-first tensors (DDI's features and LSTM gate state); every one of them is compacted.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ExitResult:
+    """outputs[i]: sample i's output at the exit it took; exit_index[i]: that exit; madds[i]: its cost."""
+
+    outputs: torch.Tensor
+    exit_index: torch.Tensor
+    madds: torch.Tensor
+
+
+def _select(value, keep):
+    if isinstance(value, (tuple, list)):
+        return type(value)(_select(item, keep) for item in value)
+    return value[keep]
+
+
+def early_exit_inference(model, x, policy, exit_madds):
+    """Run `model` (a MultiExitNetwork) on x under `policy`; exit_madds: cumulative MAdds per exit."""
+    n = x.shape[0]
+    rows = torch.arange(n, device=x.device)  # original position of each row still running
+    state = policy.initial_state(n, x.device)
+    exit_index = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    outputs = None
+    last_exit = model.num_exits - 1
+    for exit_number, (head, stage_index) in enumerate(zip(model.heads, model.exit_stages)):
+        first_stage = model.exit_stages[exit_number - 1] + 1 if exit_number else 0
+        for stage in model.stages[first_stage: stage_index + 1]:
+            x = stage(x)
+        out = head(x)
+        if exit_number == last_exit:
+            stop = torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
+        else:
+            stop, state = policy.decide(exit_number, out, state)
+        if outputs is None:
+            outputs = out.new_empty((n, *out.shape[1:]))
+        outputs[rows[stop]] = out[stop]
+        exit_index[rows[stop]] = exit_number
+        keep = ~stop
+        if not keep.any():
+            break
+        x, rows, state = _select(x, keep), rows[keep], _select(state, keep)
+    madds = torch.as_tensor(exit_madds, dtype=torch.float64, device=rows.device)[exit_index]
+    return ExitResult(outputs, exit_index, madds)
