@@ -10,16 +10,16 @@
 
 RNNPOOL_BEGIN_ISA_NAMESPACE
 
-// Pixels per block: two vector registers.
+// Pixels per block in the backward pass: two vector registers.
 template <class T>
 constexpr int kPixelBlock = 2 * Vec<T>::kWidth;
 
-// Rows [g0, g0 + kRows) of P for one full pixel block: kRows accumulators stay in registers while
-// the loop over channels streams the block's pixels.
-template <int kRows, class T>
+// Rows [g0, g0 + kRows) of P for one block of PB pixels: kRows accumulators stay in registers while
+// the loop over channels streams the block's pixels. The tile then goes to P (pixel-major) through
+// register transposes when its sides are multiples of the transpose width, else value by value.
+template <int kRows, int PB, class T>
 inline void project_block(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t p0, int64_t g0,
                           T* P) {
-  constexpr int PB = kPixelBlock<T>;
   using Regs = LaneRegs<T, PB>;
   Regs acc[kRows];
   for (int i = 0; i < kRows; ++i) acc[i] = Regs::splat(T(0));
@@ -29,20 +29,30 @@ inline void project_block(const T* W, int64_t G, int64_t C, const T* x, int64_t 
   }
   T tile[kRows * PB];
   for (int i = 0; i < kRows; ++i) acc[i].store(tile + i * PB);
-  for (int q = 0; q < PB; ++q)
-    for (int i = 0; i < kRows; ++i) P[(p0 + q) * G + g0 + i] = tile[i * PB + q];
+  constexpr int TW = Transpose<T>::kWidth;
+  if constexpr (kRows % TW == 0 && PB % TW == 0) {
+    const T* rows[kRows];
+    for (int i = 0; i < kRows; ++i) rows[i] = tile + i * PB;
+    for (int j0 = 0; j0 < kRows; j0 += TW)
+      for (int q0 = 0; q0 < PB; q0 += TW) Transpose<T>::block(rows + j0, q0, P + (p0 + q0) * G + g0 + j0, G);
+  } else {
+    for (int q = 0; q < PB; ++q)
+      for (int i = 0; i < kRows; ++i) P[(p0 + q) * G + g0 + i] = tile[i * PB + q];
+  }
 }
 
 // P[pix][g] = sum_c W[g][c] x[c][pix] for pix in [begin, end); x is one sample [C][npix].
+// Blocks of 8 units by one register of pixels: 8 accumulators, one load and 8 multiply-adds per
+// channel, and whole 8 x 8 (4 x 4 on NEON) transposes into P.
 template <class T>
 void project_pixels(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t begin, int64_t end,
                     T* P) {
-  constexpr int PB = kPixelBlock<T>, kRows = 4;
+  constexpr int PB = Vec<T>::kWidth, kRows = 8;
   int64_t p0 = begin;
   for (; p0 + PB <= end; p0 += PB) {
     int64_t g0 = 0;
-    for (; g0 + kRows <= G; g0 += kRows) project_block<kRows>(W, G, C, x, npix, p0, g0, P);
-    for (; g0 < G; ++g0) project_block<1>(W, G, C, x, npix, p0, g0, P);
+    for (; g0 + kRows <= G; g0 += kRows) project_block<kRows, PB>(W, G, C, x, npix, p0, g0, P);
+    for (; g0 < G; ++g0) project_block<1, PB>(W, G, C, x, npix, p0, g0, P);
   }
   for (; p0 < end; ++p0)  // the last partial block
     for (int64_t g = 0; g < G; ++g) {
