@@ -45,14 +45,20 @@ struct LaneRegs {
   }
 };
 
+// Independent accumulator registers a blocked loop below keeps: 8 (as rows or columns of M times
+// registers per lane row), enough to cover the FMA latency (4 cycles at 2 per cycle) when one
+// register holds all the lanes (AVX-512).
+template <class T, int L>
+constexpr int kBlockRows = LaneRegs<T, L>::K >= 2 ? 4 : 8;
+
 // out[r] += M[r, :] . v          M row-major [rows, cols]; out [rows][L]; v [cols][L]
-// Four rows at a time: each loaded v[c] feeds four accumulators, so the loop is bound by FMAs
-// rather than by loads.
+// kBlockRows rows at a time: each loaded v[c] feeds that many accumulators, so the loop is bound
+// by FMAs rather than by loads or latency.
 template <class T, int L>
 inline void matvec_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols,
                               const T* RNNPOOL_RESTRICT v, T* RNNPOOL_RESTRICT out) {
   using Regs = LaneRegs<T, L>;
-  constexpr int kRows = 4;
+  constexpr int kRows = kBlockRows<T, L>;
   int64_t r = 0;
   for (; r + kRows <= rows; r += kRows) {
     Regs acc[kRows];
@@ -71,12 +77,12 @@ inline void matvec_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t
 }
 
 // out[c] += M[:, c] . v          (the transpose of matvec_accumulate; v [rows][L]; out [cols][L])
-// Four columns at a time, for the same reason as matvec_accumulate.
+// kBlockRows columns at a time, for the same reasons as matvec_accumulate.
 template <class T, int L>
 inline void matvec_transposed_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols,
                                          const T* RNNPOOL_RESTRICT v, T* RNNPOOL_RESTRICT out) {
   using Regs = LaneRegs<T, L>;
-  constexpr int kCols = 4;
+  constexpr int kCols = kBlockRows<T, L>;
   int64_t c = 0;
   for (; c + kCols <= cols; c += kCols) {
     Regs acc[kCols];
@@ -97,17 +103,30 @@ inline void matvec_transposed_accumulate(const T* RNNPOOL_RESTRICT M, int64_t ro
 // G[r, c][l] += sum over t < steps of a_t[r][l] * b_t[c][l], where a_t = a + t * a_step and
 // b_t = b + t * b_step. Outer products are kept per lane (summed over lanes later, so the order
 // of the sums does not depend on threads), and G is read and written once for all the steps.
+// kBlockRows columns at a time: independent accumulators, and a_t[r] loaded once for all of them.
 template <class T, int L>
 inline void outer_accumulate(const T* RNNPOOL_RESTRICT a, int64_t a_step, int64_t rows, const T* RNNPOOL_RESTRICT b,
                              int64_t b_step, int64_t cols, int64_t steps, T* RNNPOOL_RESTRICT G) {
   using Regs = LaneRegs<T, L>;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
+  constexpr int kCols = kBlockRows<T, L>;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t c = 0;
+    for (; c + kCols <= cols; c += kCols) {
+      Regs acc[kCols];
+      for (int i = 0; i < kCols; ++i) acc[i] = Regs::load(G + (r * cols + c + i) * L);
+      for (int64_t t = 0; t < steps; ++t) {
+        const Regs at = Regs::load(a + t * a_step + r * L);
+        for (int i = 0; i < kCols; ++i) acc[i].mul_add(at, Regs::load(b + t * b_step + (c + i) * L));
+      }
+      for (int i = 0; i < kCols; ++i) acc[i].store(G + (r * cols + c + i) * L);
+    }
+    for (; c < cols; ++c) {
       T* g = G + (r * cols + c) * L;
       Regs acc = Regs::load(g);
       for (int64_t t = 0; t < steps; ++t) acc.mul_add(Regs::load(a + t * a_step + r * L), Regs::load(b + t * b_step + c * L));
       acc.store(g);
     }
+  }
 }
 
 // out[i][l] += v[i][l] for n rows
