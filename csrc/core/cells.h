@@ -89,9 +89,9 @@ RNNPOOL_HD GRUPointGrad<T> gru_point_backward(T dh, T r, T z, T n, T ah_n, T h_p
 // (simd.h), kWidth lanes at a time.
 // ---------------------------------------------------------------------------------------------
 
-// The FastGRNN step after U h: pre = W x + U h_prev [H][L]; writes z, h~ and h_prev (the tape, or
-// scratch) and the new h. Gate and Update are template arguments so the loop is one vector map.
-template <Nonlinearity Gate, Nonlinearity Update, class T, int L>
+// The FastGRNN step after U h: pre = W x + U h_prev [H][L]; writes the new h and, with kRecord, the
+// tape (h_prev, z, h~). Gate and Update are template arguments so the loop is one vector map.
+template <Nonlinearity Gate, Nonlinearity Update, bool kRecord, class T, int L>
 inline void fastgrnn_lanes(int64_t H, const T* RNNPOOL_RESTRICT pre, const T* RNNPOOL_RESTRICT bias_gate,
                            const T* RNNPOOL_RESTRICT bias_update, T zeta, T nu, T* RNNPOOL_RESTRICT h_prev,
                            T* RNNPOOL_RESTRICT z, T* RNNPOOL_RESTRICT h_tilde, T* RNNPOOL_RESTRICT h) {
@@ -102,9 +102,11 @@ inline void fastgrnn_lanes(int64_t H, const T* RNNPOOL_RESTRICT pre, const T* RN
     for (int64_t i = j * L; i < (j + 1) * L; i += V::kWidth) {
       const V p = V::load(pre + i), hp = V::load(h + i);
       const V zi = activate<Gate>(p + bg), ht = activate<Update>(p + bu);
-      zi.store(z + i);
-      ht.store(h_tilde + i);
-      hp.store(h_prev + i);
+      if (kRecord) {
+        zi.store(z + i);
+        ht.store(h_tilde + i);
+        hp.store(h_prev + i);
+      }
       fastgrnn_mix(zi, ht, hp, zeta_v, nu_v).store(h + i);
     }
   }
@@ -141,23 +143,27 @@ inline void with_nonlinearities(Nonlinearity gate, Nonlinearity update, F&& f) {
   with_nonlinearity(gate, [&](auto gate_tag) { with_nonlinearity(update, [&](auto update_tag) { f(gate_tag, update_tag); }); });
 }
 
-// ai = W_ih x (without bias), ah = W_hh h + b_hh, both [3H][L]; writes r, z, n, ah_n and the new h.
-template <class T, int L>
+// ai = W_ih x (without bias), ah = W_hh h + b_hh, both [3H][L]; writes the new h and, with kRecord,
+// the tape (h_prev, r, z, n, ah_n).
+template <bool kRecord, class T, int L>
 inline void gru_lanes(int64_t H, const T* RNNPOOL_RESTRICT ai, const T* RNNPOOL_RESTRICT bias_ih,
-                      const T* RNNPOOL_RESTRICT ah, T* RNNPOOL_RESTRICT r, T* RNNPOOL_RESTRICT z,
-                      T* RNNPOOL_RESTRICT n, T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT h) {
+                      const T* RNNPOOL_RESTRICT ah, T* RNNPOOL_RESTRICT h_prev, T* RNNPOOL_RESTRICT r,
+                      T* RNNPOOL_RESTRICT z, T* RNNPOOL_RESTRICT n, T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT h) {
   using V = Vec<T>;
   const int64_t HL = H * L;
   for (int64_t j = 0; j < H; ++j) {
     const V b_r(bias_ih[j]), b_z(bias_ih[H + j]), b_n(bias_ih[2 * H + j]);
     for (int64_t i = j * L; i < (j + 1) * L; i += V::kWidth) {
-      const V ahn = V::load(ah + 2 * HL + i);
+      const V ahn = V::load(ah + 2 * HL + i), hp = V::load(h + i);
       const GRUPoint<V> p = gru_point(V::load(ai + i) + b_r, V::load(ai + HL + i) + b_z, V::load(ai + 2 * HL + i) + b_n,
-                                      V::load(ah + i), V::load(ah + HL + i), ahn, V::load(h + i));
-      p.r.store(r + i);
-      p.z.store(z + i);
-      p.n.store(n + i);
-      ahn.store(ah_n + i);
+                                      V::load(ah + i), V::load(ah + HL + i), ahn, hp);
+      if (kRecord) {
+        hp.store(h_prev + i);
+        p.r.store(r + i);
+        p.z.store(z + i);
+        p.n.store(n + i);
+        ahn.store(ah_n + i);
+      }
       p.h.store(h + i);
     }
   }
@@ -225,18 +231,20 @@ struct FastGRNN {
   }
 
   static int64_t tape_size(int64_t hidden) { return 3 * hidden * L; }  // h_prev, z, h~
-  // forward: pre [H] and the tape's three arrays when not recording
-  static int64_t scratch_size(int64_t hidden) { return 4 * hidden * L; }
+  // forward: pre [H]
+  static int64_t scratch_size(int64_t hidden) { return hidden * L; }
 
+  // tape: null, or room for [h_prev, z, h~] x [H][L] to record.
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* pre = scratch;
-    T* act = tape ? tape : scratch + n;  // [h_prev, z, h~] x [H][L]
-    copy(xp, n, pre);
-    matvec_accumulate<T, L>(w.U, H, H, h, pre);
+    matvec_accumulate<T, L>(w.U, H, H, h, pre, /*base=*/xp);
     with_nonlinearities(w.gate, w.update, [&](auto gate, auto update) {
-      fastgrnn_lanes<decltype(gate)::value, decltype(update)::value, T, L>(
-          H, pre, w.bias_gate, w.bias_update, w.zeta, w.nu, act, act + n, act + 2 * n, h);
+      constexpr Nonlinearity G = decltype(gate)::value, U = decltype(update)::value;
+      if (tape)
+        fastgrnn_lanes<G, U, true, T, L>(H, pre, w.bias_gate, w.bias_update, w.zeta, w.nu, tape, tape + n, tape + 2 * n, h);
+      else
+        fastgrnn_lanes<G, U, false, T, L>(H, pre, w.bias_gate, w.bias_update, w.zeta, w.nu, nullptr, nullptr, nullptr, h);
     });
   }
 
@@ -287,17 +295,19 @@ struct GRU {
   }
 
   static int64_t tape_size(int64_t hidden) { return 5 * hidden * L; }  // h_prev, r, z, n, ah_n
-  // forward: ah [3H] and the activations when not recording [5H]; backward: dai [3H]
-  static int64_t scratch_size(int64_t hidden) { return 8 * hidden * L; }
+  // forward: ah [3H]; backward: dai [3H]
+  static int64_t scratch_size(int64_t hidden) { return 3 * hidden * L; }
 
+  // tape: null, or room for [h_prev, r, z, n, ah_n] x [H][L] to record.
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* ah = scratch;  // [3H][L] = W_hh h + b_hh
-    T* act = tape ? tape : scratch + 3 * n;  // [h_prev, r, z, n, ah_n] x [H][L]
     add_bias_lanes<T, L>(nullptr, w.bias_hh, 3 * H, ah);
     matvec_accumulate<T, L>(w.weight_hh, 3 * H, H, h, ah);
-    copy(h, n, act);
-    gru_lanes<T, L>(H, xp, w.bias_ih, ah, act + n, act + 2 * n, act + 3 * n, act + 4 * n, h);
+    if (tape)
+      gru_lanes<true, T, L>(H, xp, w.bias_ih, ah, tape, tape + n, tape + 2 * n, tape + 3 * n, tape + 4 * n, h);
+    else
+      gru_lanes<false, T, L>(H, xp, w.bias_ih, ah, nullptr, nullptr, nullptr, nullptr, nullptr, h);
   }
 
   static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent,

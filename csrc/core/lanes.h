@@ -51,18 +51,20 @@ struct LaneRegs {
 template <class T, int L>
 constexpr int kBlockRows = LaneRegs<T, L>::K >= 2 ? 4 : 8;
 
-// out[r] += M[r, :] . v          M row-major [rows, cols]; out [rows][L]; v [cols][L]
+// out[r] = base[r] + M[r, :] . v  M row-major [rows, cols]; out, base [rows][L]; v [cols][L];
+// base defaults to out (out += M v).
 // kBlockRows rows at a time: each loaded v[c] feeds that many accumulators, so the loop is bound
 // by FMAs rather than by loads or latency.
 template <class T, int L>
 inline void matvec_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols,
-                              const T* RNNPOOL_RESTRICT v, T* RNNPOOL_RESTRICT out) {
+                              const T* RNNPOOL_RESTRICT v, T* out, const T* base = nullptr) {
   using Regs = LaneRegs<T, L>;
   constexpr int kRows = kBlockRows<T, L>;
+  if (!base) base = out;
   int64_t r = 0;
   for (; r + kRows <= rows; r += kRows) {
     Regs acc[kRows];
-    for (int i = 0; i < kRows; ++i) acc[i] = Regs::load(out + (r + i) * L);
+    for (int i = 0; i < kRows; ++i) acc[i] = Regs::load(base + (r + i) * L);
     for (int64_t c = 0; c < cols; ++c) {
       const Regs vc = Regs::load(v + c * L);
       for (int i = 0; i < kRows; ++i) acc[i].fma(M[(r + i) * cols + c], vc);
@@ -70,7 +72,7 @@ inline void matvec_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t
     for (int i = 0; i < kRows; ++i) acc[i].store(out + (r + i) * L);
   }
   for (; r < rows; ++r) {
-    Regs acc = Regs::load(out + r * L);
+    Regs acc = Regs::load(base + r * L);
     for (int64_t c = 0; c < cols; ++c) acc.fma(M[r * cols + c], Regs::load(v + c * L));
     acc.store(out + r * L);
   }

@@ -28,7 +28,7 @@ inline VecF operator/(VecF a, VecF b) { return VecF(_mm512_div_ps(a.v, b.v)); }
 inline VecF fmadd(VecF a, VecF b, VecF c) { return VecF(_mm512_fmadd_ps(a.v, b.v, c.v)); }
 // 14-bit reciprocal estimate, one Newton step (r' = r (2 - b r)), times a.
 inline VecF divide(VecF a, VecF b) {
-  const __m512 r = _mm512_rcp14_ps(b.v);
+  const __m512 r = _mm512_maskz_rcp14_ps(0xFFFF, b.v);  // masked form: see clamp
   const __m512 refined = _mm512_mul_ps(r, _mm512_fnmadd_ps(b.v, r, _mm512_set1_ps(2.0f)));
   return VecF(_mm512_mul_ps(a.v, refined));
 }
