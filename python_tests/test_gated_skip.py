@@ -4,6 +4,7 @@ gradients, opcheck, torch.compile, real skipping of gated-off work, bad input, a
 import pytest
 import torch
 import torch.nn.functional as F
+from tensor_layouts import NON_CONTIGUOUS_LAYOUTS, non_contiguous
 
 from rnnpool_ops import GatedSkipConv2d, hard_gate
 from rnnpool_ops.gated_skip import _ops, gated_skip_conv2d, reference
@@ -127,18 +128,10 @@ def test_no_bias():
 
 
 @requires_op
-@pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed"])
+@pytest.mark.parametrize("layout", NON_CONTIGUOUS_LAYOUTS)
 def test_non_contiguous_inputs(layout):
     args = make_args("k3", "soft", requires_grad=False)
-    x = args["x"]
-    if layout == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
-    elif layout == "sliced":
-        x = torch.cat([x, x], dim=3)[..., ::2]
-    else:
-        x = x.transpose(2, 3).contiguous().transpose(2, 3)
-    assert not x.is_contiguous()
-    args["x"] = x
+    args["x"] = non_contiguous(args["x"], layout)
     args["weight"] = args["weight"].transpose(0, 1).contiguous().transpose(0, 1)
     args["channel_gate"] = args["channel_gate"].t().contiguous().t()
     assert not args["weight"].is_contiguous() and not args["channel_gate"].is_contiguous()

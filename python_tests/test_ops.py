@@ -5,6 +5,7 @@ import torch
 from torch.nn.modules.utils import _pair
 
 from argument_cases import BAD_ARGS, valid_args
+from tensor_layouts import NON_CONTIGUOUS_LAYOUTS, non_contiguous
 from rnnpool_ops import functional, reference
 from rnnpool_ops.cells import parameter_shapes
 
@@ -124,18 +125,10 @@ def test_larger_hidden_sizes_and_many_groups(variant):
     assert_matches_reference(args, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed"])
+@pytest.mark.parametrize("layout", NON_CONTIGUOUS_LAYOUTS)
 def test_non_contiguous_inputs(layout):
     args = make_args("padding", "rex_gru", torch.float64)
-    x = args["x"].detach()
-    if layout == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
-    elif layout == "sliced":
-        x = torch.cat([x, x], dim=3)[..., ::2]
-    else:
-        x = x.transpose(2, 3).contiguous().transpose(2, 3)
-    assert not x.is_contiguous()
-    args["x"] = x.requires_grad_()
+    args["x"] = non_contiguous(args["x"].detach(), layout).requires_grad_()
     args["rnn1"][1] = args["rnn1"][1].detach().t().contiguous().t().requires_grad_()  # non-contiguous weight
     assert_matches_reference(args, rtol=1e-10, atol=1e-10)
 

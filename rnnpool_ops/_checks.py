@@ -32,7 +32,7 @@ def check_sweep_args(
     parts,
 ):
     """Validate the op's arguments; return the output shape (N, out_channels, H', W')."""
-    _check_input(x)
+    check_image_input(x)
     kernel_size = _int_pair("kernel_size", kernel_size, minimum=1)
     stride = _int_pair("stride", stride, minimum=1)
     padding = _int_pair("padding", padding, minimum=0)
@@ -48,7 +48,8 @@ def check_sweep_args(
     return x.shape[0], output_channels(parts, hidden2), out_h, out_w
 
 
-def _check_input(x):
+def check_image_input(x):
+    """x must be a floating-point [N, C, H, W] tensor (shared by every op's checks)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor [N, C, H, W], got {type(x).__name__}")
     if x.dim() != 4:

@@ -5,6 +5,8 @@ Each error names the argument at fault and the shape or value it should have.
 
 import torch
 
+from .._checks import check_image_input
+
 ACTIVATIONS = ("none", "relu")
 
 
@@ -31,12 +33,7 @@ def dilation_pair(dilation):
 
 def check_gated_skip_args(x, weight, bias, layer_gate, channel_gate, scale, shift, dilation, groups, activation):
     """Validate the op's arguments (SPEC section 5); the output has the shape of x."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a tensor [N, C, H, W], got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be a 4-D tensor [N, C, H, W], got shape {list(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must have a floating-point dtype, got {x.dtype}")
+    check_image_input(x)
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be an int >= 1, got {groups!r}")
     n, c = x.shape[:2]

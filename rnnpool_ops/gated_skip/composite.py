@@ -4,6 +4,8 @@
 import torch
 import torch.nn.functional as F
 
+from .reference import gate_product
+
 
 def padding_of(weight, dilation):
     return [d * (k - 1) // 2 for d, k in zip(dilation, weight.shape[2:])]
@@ -11,12 +13,8 @@ def padding_of(weight, dilation):
 
 def gate_and_epilogue(x, bias, layer_gate, channel_gate, scale, shift):
     """m [N, C] and the folded epilogue z = alpha[c] * conv_without_bias + beta[c]."""
-    n, c = x.shape[:2]
-    m = x.new_ones(n, c)
-    if layer_gate is not None:
-        m = m * layer_gate[:, None]
-    if channel_gate is not None:
-        m = m * channel_gate
+    c = x.shape[1]
+    m = gate_product(x, layer_gate, channel_gate).flatten(1)
     alpha = scale if scale is not None else x.new_ones(c)
     beta = bias * alpha if bias is not None else x.new_zeros(c)
     if shift is not None:

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../kernel.h"
+#include "exact_nonlinearity.h"
 
 using namespace rnnpool;
 
@@ -39,15 +40,6 @@ struct Case {
 SweepShape shape_of(const Case& c) {
   return SweepShape{c.batch, c.channels, c.height, c.width, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw,
                     c.h1, c.h2, c.rows, c.global, c.cols};
-}
-
-double act(Nonlinearity nl, double a) {
-  switch (nl) {
-    case Nonlinearity::Sigmoid: return 1 / (1 + std::exp(-a));
-    case Nonlinearity::Tanh: return std::tanh(a);
-    case Nonlinearity::QuantSigm: return std::min(1.0, std::max(0.0, (a + 1) / 2));
-    default: return std::min(1.0, std::max(-1.0, a));
-  }
 }
 
 // All parameters of a case in one vector per tensor, in the op's order.
@@ -83,7 +75,7 @@ std::vector<double> naive_rnn(const Case& c, const std::vector<std::vector<doubl
         double pre = 0;
         for (int64_t k = 0; k < in; ++k) pre += p[0][j * in + k] * x[k];
         for (int64_t k = 0; k < h; ++k) pre += p[1][j * h + k] * state[k];
-        const double z = act(c.gate, pre + p[2][j]), ht = act(c.update, pre + p[3][j]);
+        const double z = exact_nonlinearity(c.gate, pre + p[2][j]), ht = exact_nonlinearity(c.update, pre + p[3][j]);
         next[j] = z * state[j] + (zeta * (1 - z) + nu) * ht;
       }
     } else {
