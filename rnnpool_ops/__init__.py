@@ -3,7 +3,7 @@
 torch.ops.rnnpool.forward / backward are registered on import (see csrc/rnnpool.cpp).
 """
 
-from . import _ops, analysis, functional, models, multiexit, reference
+from . import _ops, analysis, functional, models, multiexit, reference, swap
 from ._ops import available_cpu_isas, cpu_isa, extension_available, set_cpu_isa
 from .cells import FastGRNNCell
 from .gated_skip import GatedSkipConv2d, hard_gate
@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FastGRNNCell", "RNNPool2d", "ReX2d", "GatedSkipConv2d", "hard_gate", "MultiExitNetwork", "functional",
-    "reference", "analysis", "models", "multiexit", "extension_available", "cpu_isa", "available_cpu_isas",
+    "reference", "analysis", "models", "multiexit", "swap", "extension_available", "cpu_isa", "available_cpu_isas",
     "set_cpu_isa",
 ]

@@ -1,0 +1,191 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from test_edgeml import CHANNELS, edgeml_rnnpool, edgeml_state_dict
+from torch import nn
+from torchvision import models as tv
+
+from rnnpool_ops import ReX2d, RNNPool2d, analysis, models, swap
+
+BATCH = 2
+
+
+def run_forward_backward(model, input_shape):
+    x = torch.randn(BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    out.sum().backward()
+    return out
+
+
+def sweeps(model):
+    return {name: m for name, m in model.named_modules() if isinstance(m, (RNNPool2d, ReX2d))}
+
+
+def assert_report_consistent(report, before_parameters, model, input_shape):
+    assert report.parameters_before == before_parameters
+    assert report.parameters_after == analysis.count_parameters(model)
+    assert report.parameters_change == report.parameters_after - before_parameters
+    assert report.madds_after == analysis.multiply_adds(model, input_shape)
+    assert report.peak_ram_after == analysis.peak_ram_bytes(model, input_shape)
+    assert report.madds_change == report.madds_after - report.madds_before
+    assert str(report)
+
+
+def test_resnet18_pools_become_rnnpool():
+    model, input_shape = tv.resnet18(weights=None, num_classes=10), (3, 64, 64)
+    before = analysis.count_parameters(model)
+    report = swap.swap_pooling(model, input_shape)
+    assert [r.names for r in report.replaced] == [("maxpool",), ("avgpool",)]
+    # F.1.3: intermediate pool -> patch 4, stride 2; F.1.2: final pool -> one patch, h1 = h2 = C/4.
+    assert model.maxpool.kernel_size == (4, 4) and model.maxpool.stride == (2, 2)
+    assert (model.maxpool.hidden1, model.maxpool.out_channels) == (16, 64)
+    assert model.avgpool.kernel_size == (2, 2) and (model.avgpool.hidden1, model.avgpool.hidden2) == (128, 128)
+    assert run_forward_backward(model, input_shape).shape == (BATCH, 10)
+    assert_report_consistent(report, before, model, input_shape)
+
+
+def test_densenet121_intermediate_pools_become_rex():
+    model, input_shape = tv.densenet121(weights=None, num_classes=10), (3, 64, 64)
+    before = analysis.count_parameters(model)
+    report = swap.swap_pooling(model, input_shape, kind="rex")
+    assert [r.names[0] for r in report.replaced] == [
+        "features.pool0", "features.transition1.pool", "features.transition2.pool", "features.transition3.pool"]
+    rex = model.features.transition1.pool
+    assert isinstance(rex, ReX2d) and (rex.hidden1, rex.hidden2, rex.out_channels) == (32, 16, 128)
+    assert run_forward_backward(model, input_shape).shape == (BATCH, 10)
+    assert_report_consistent(report, before, model, input_shape)
+    assert report.parameters_change > 0
+
+
+def test_mobilenet_v2_early_blocks_become_rnnpool_stem():
+    model, input_shape = tv.mobilenet_v2(weights=None, num_classes=10), (3, 64, 64)
+    before = analysis.count_parameters(model)
+    names = [f"features.{i}" for i in range(1, 7)]  # 32x32x32 -> 8x8x32, as 112x112 -> 28x28 in F.1.1
+    stem = RNNPool2d(32, 16, 8, kernel_size=6, stride=4, padding=1)
+    report = swap.replace_blocks(model, names, stem, input_shape)
+    assert model.features[1] is stem and all(isinstance(model.features[i], nn.Identity) for i in range(2, 7))
+    assert run_forward_backward(model, input_shape).shape == (BATCH, 10)
+    assert_report_consistent(report, before, model, input_shape)
+    assert report.madds_change < 0 and report.peak_ram_change < 0
+
+
+def test_replace_blocks_checks_shape_and_order():
+    model = tv.mobilenet_v2(weights=None, num_classes=10)
+    with pytest.raises(ValueError, match="layer maps"):
+        swap.replace_blocks(model, ["features.1", "features.2"], RNNPool2d(32, 4, 4, 6, 4, 1), (3, 64, 64))
+    with pytest.raises(ValueError, match="names must be given in the order"):
+        swap.replace_blocks(model, ["features.2", "features.1"], nn.Identity(), (3, 64, 64))
+    with pytest.raises(ValueError, match="names"):
+        swap.replace_blocks(model, "features.1", nn.Identity(), (3, 64, 64))
+    with pytest.raises(TypeError, match="layer"):
+        swap.replace_blocks(model, ["features.1"], "rnnpool", (3, 64, 64))
+
+
+def test_project_builder_final_pool_becomes_rex_and_backends_switch():
+    model, input_shape = models.mobilenetv2_rnnpool_vww(), (3, 96, 96)
+    before = analysis.count_parameters(model)
+    classifier_pool = next(name for name, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d))
+    report = swap.swap_pooling(model, input_shape, kind="rex", names=[classifier_pool])
+    assert report.replaced[0].names == (classifier_pool,)
+    assert model.get_submodule(classifier_pool).out_channels == model.get_submodule(classifier_pool).in_channels
+    assert_report_consistent(report, before, model, input_shape)
+
+    x = torch.randn(BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
+    assert swap.set_backend(model, "reference") == list(sweeps(model))
+    expected = model.eval()(x)
+    swap.set_backend(model, "cpp")
+    assert all(m.backend == "cpp" for m in sweeps(model).values())
+    torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+    assert run_forward_backward(model.train(), input_shape).shape == (BATCH, 2)
+
+
+def test_channels_not_divisible_get_a_1x1_convolution():
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.MaxPool2d(2))
+    swap.swap_pooling(model, (3, 8, 8))
+    assert isinstance(model[1][0], RNNPool2d) and isinstance(model[1][1], nn.Conv2d)
+    assert run_forward_backward(model, (3, 8, 8)).shape == (BATCH, 6, 4, 4)
+
+
+class FakeEdgeMLCell(nn.Module):
+    def __init__(self, tensors):
+        super().__init__()
+        for name, tensor in tensors.items():
+            self.register_parameter(name, nn.Parameter(tensor.clone()))
+
+
+class FakeEdgeMLUnroll(nn.Module):
+    def __init__(self, cell, bidirectional):
+        super().__init__()
+        self.RNNCell = cell
+        if bidirectional:
+            self.RNNCell_reverse = cell
+
+
+class FakeEdgeMLRNNPool(nn.Module):
+    """EdgeML's RNNPool parameter names and layouts; the state dict reaches each cell under its aliases too.
+
+    Its forward cuts the patches out itself (in EdgeML the caller does) and runs EdgeML's computation.
+    """
+
+    def __init__(self, state_dict, patch, stride):
+        super().__init__()
+        self.patch, self.stride = patch, stride
+        for module, bidirectional in (("cell_rnn", False), ("cell_bidirrnn", True)):
+            prefix = f"{module}.cell."
+            cell = FakeEdgeMLCell({k[len(prefix):]: t for k, t in state_dict.items() if k.startswith(prefix)})
+            holder = nn.Module()
+            holder.cell, holder.unrollRNN = cell, FakeEdgeMLUnroll(cell, bidirectional)
+            setattr(self, module, holder)
+
+    def forward(self, x):
+        n, channels, height, width = x.shape
+        out_h, out_w = ((size - self.patch) // self.stride + 1 for size in (height, width))
+        patches = F.unfold(x, self.patch, stride=self.stride).transpose(1, 2).reshape(-1, channels, self.patch,
+                                                                                      self.patch)
+        return edgeml_rnnpool(self.state_dict(), patches).view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+def edgeml_model(patch, stride):
+    return nn.Sequential(
+        nn.Conv2d(CHANNELS, CHANNELS, 1), FakeEdgeMLRNNPool(edgeml_state_dict(), patch, stride), nn.Flatten()
+    ).double()
+
+
+def test_edgeml_model_converts_with_identical_outputs():
+    patch, stride, input_shape = 4, 2, (CHANNELS, 10, 8)
+    model = edgeml_model(patch, stride)
+    x = torch.randn(BATCH, *input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    expected = model(x)
+    before = analysis.count_parameters(model)
+    report = swap.convert_edgeml_modules(model, patch, stride, input_shape=input_shape, backend="reference")
+    assert report.replaced[0].names == ("1",) and isinstance(model[1], RNNPool2d)
+    torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
+    model(x).sum().backward()
+    assert report.parameters_change == 0 and report.parameters_before == before
+    assert report.madds_after == analysis.multiply_adds(model, input_shape)
+
+
+def test_edgeml_checkpoint_converts_to_layers():
+    state_dict = {"stem.weight": torch.zeros(1), **edgeml_state_dict(prefix="backbone.pool.")}
+    layers = swap.edgeml_layers(state_dict, 4, 2)
+    assert list(layers) == ["backbone.pool"] and layers["backbone.pool"].kernel_size == (4, 4)
+
+
+def test_bad_arguments_name_the_argument():
+    model = tv.resnet18(weights=None)
+    with pytest.raises(ValueError, match="kind"):
+        swap.swap_pooling(model, (3, 64, 64), kind="renet")
+    with pytest.raises(ValueError, match="backend"):
+        swap.swap_pooling(model, (3, 64, 64), backend="cuda")
+    with pytest.raises(ValueError, match="input_shape"):
+        swap.swap_pooling(model, (64, 64))
+    with pytest.raises(ValueError, match="names"):
+        swap.swap_pooling(model, (3, 64, 64), names=["layer1"])
+    with pytest.raises(ValueError, match="backend"):
+        swap.set_backend(model, "gpu")
+    with pytest.raises(ValueError, match="no RNNPool2d"):
+        swap.set_backend(model, "cpp")
+    with pytest.raises(ValueError, match="no EdgeML RNNPool"):
+        swap.convert_edgeml_modules(model, 4, 2)
+    with pytest.raises(ValueError, match="no nn.AvgPool2d"):
+        swap.swap_pooling(nn.Sequential(nn.Conv2d(3, 3, 1)), (3, 8, 8))

@@ -1,0 +1,270 @@
+"""Drop-in swap: put RNNPool2d / ReX2d into an existing model, and report what that changed.
+
+- swap_pooling: pooling layers become sweeps of the same output size and channels (RNNPool
+  appendix F.1.2 for a final global pool, F.1.3 for intermediate ones);
+- replace_blocks: a run of early blocks becomes one given layer (appendix F.1.1, the RNNPool stem);
+- convert_edgeml_modules / edgeml_layers: EdgeML RNNPool modules or checkpoints become fused layers;
+- set_backend: choose the backend of every sweep in a model.
+All of them change the model in place; the first three return a SwapReport.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import analysis, edgeml, functional
+from .layers import ReX2d, RNNPool2d, _PatchSweep2d
+
+KINDS = {"rnnpool": RNNPool2d, "rex": ReX2d}
+# Output channels per unit of hidden2: RNNPool2d gives 4*hidden2, ReX2d (parts "RGC") 8*hidden2.
+_OUTPUT_WIDTH = {"rnnpool": 4, "rex": 8}
+SWAPPABLE_POOLING = (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+# RNNPool appendix F.1.3: an intermediate pooling layer becomes a patch 4, stride 2 sweep.
+INTERMEDIATE_PATCH, INTERMEDIATE_STRIDE = 4, 2
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """Modules `names` (a run of one or more) were replaced: `before` and `after` describe them."""
+
+    names: tuple
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class SwapReport:
+    """What a swap replaced and its cost change for one sample (analysis module conventions).
+
+    MAdds and peak RAM (bytes, float32) are None when no input_shape was given.
+    """
+
+    replaced: tuple
+    parameters_before: int
+    parameters_after: int
+    madds_before: int = None
+    madds_after: int = None
+    peak_ram_before: int = None
+    peak_ram_after: int = None
+
+    @property
+    def parameters_change(self):
+        return self.parameters_after - self.parameters_before
+
+    @property
+    def madds_change(self):
+        return None if self.madds_before is None else self.madds_after - self.madds_before
+
+    @property
+    def peak_ram_change(self):
+        return None if self.peak_ram_before is None else self.peak_ram_after - self.peak_ram_before
+
+    def __str__(self):
+        lines = [f"{', '.join(r.names)}: {r.before} -> {r.after}" for r in self.replaced]
+        for label, unit in (("parameters", ""), ("madds", ""), ("peak_ram", " B")):
+            before, after = getattr(self, f"{label}_before"), getattr(self, f"{label}_after")
+            if before is not None:
+                lines.append(f"{label}: {before:,}{unit} -> {after:,}{unit} ({after - before:+,}{unit})")
+        return "\n".join(lines)
+
+
+def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto", **layer_options):
+    """Replace pooling layers (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d) by RNNPool2d/ReX2d.
+
+    input_shape (C, H, W) of one sample is traced once to find each layer's input and output size.
+    names: the pooling layers to replace (default: all of them). Each new layer has hidden1 = C/4
+    and hidden2 = C/4 (RNNPool) or C/8 (ReX), so its output has the C channels the pooling layer
+    kept; where C is not divisible so, a 1x1 convolution restores C. A layer pooling to 1x1 sweeps
+    the whole map as one patch (F.1.2); others use patch 4, stride 2 with the padding that keeps the
+    output size (F.1.3), or else tile the input with patch = stride = input / output size.
+    layer_options go to the layer (cell, gate, update, ...).
+    """
+    _check_kind(kind)
+    _check_backend(backend)
+    input_shape = _check_input_shape(input_shape)
+    pools = {name: m for name, m in model.named_modules() if isinstance(m, SWAPPABLE_POOLING)}
+    if names is not None:
+        pools = _select(pools, names, "a pooling layer (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)")
+    if not pools:
+        raise ValueError("model has no nn.AvgPool2d, nn.MaxPool2d or nn.AdaptiveAvgPool2d module to replace "
+                         "(pooling done with torch.nn.functional is not seen)")
+    shapes = _io_shapes(model, pools, input_shape)
+    before = _costs(model, input_shape)
+    replaced = []
+    parameter = next(model.parameters())
+    for name, pool in pools.items():
+        (channels, *in_size), (_, *out_size) = shapes[name]
+        geometry = _sweep_geometry(name, tuple(in_size), tuple(out_size))
+        layer = _matching_sweep(kind, channels, geometry, backend, layer_options)
+        _set_module(model, name, layer.to(parameter.device, parameter.dtype))
+        replaced.append(Replacement((name,), repr(pool), repr(layer)))
+    return _report(model, input_shape, before, replaced)
+
+
+def replace_blocks(model, names, layer, input_shape):
+    """Replace the run of modules `names` (in execution order) by `layer` (RNNPool appendix F.1.1).
+
+    The first named module becomes `layer`, the others nn.Identity, so the model's forward and its
+    other modules' names are unchanged. `layer` must map the first module's input to the last
+    module's output shape, for one sample of input_shape (C, H, W).
+    """
+    if isinstance(names, str) or not names:
+        raise ValueError(f"names must be a non-empty list of module names, got {names!r}")
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"layer must be an nn.Module, got {type(layer).__name__}")
+    input_shape = _check_input_shape(input_shape)
+    blocks = _select(dict(model.named_modules()), names, "a module")
+    shapes = _io_shapes(model, blocks, input_shape)
+    if list(shapes) != list(names):
+        raise ValueError(f"names must be given in the order the model runs them: {list(shapes)}, got {list(names)}")
+    block_input, block_output = shapes[names[0]][0], shapes[names[-1]][1]
+    with torch.no_grad():
+        was_training = layer.training
+        layer_output = tuple(layer.eval()(torch.zeros(1, *block_input)).shape[1:])
+        layer.train(was_training)
+    if layer_output != block_output:
+        raise ValueError(f"layer maps the blocks' input {list(block_input)} to {list(layer_output)}, "
+                         f"but {names[-1]} gives {list(block_output)}")
+    before = _costs(model, input_shape)
+    replaced = Replacement(tuple(names), " + ".join(type(blocks[name]).__name__ for name in names), repr(layer))
+    _set_module(model, names[0], layer)
+    for name in names[1:]:
+        _set_module(model, name, nn.Identity())
+    return _report(model, input_shape, before, [replaced])
+
+
+def edgeml_layers(state_dict, kernel_size, stride=None, padding=0, **from_edgeml_options):
+    """{module name: RNNPool2d} for every EdgeML RNNPool found in a state dict (SPEC section 4).
+
+    EdgeML's module takes patches cut out by its caller, so their size and stride must be given.
+    from_edgeml_options: gate, update, backend (see RNNPool2d.from_edgeml).
+    """
+    return {prefix[:-1]: RNNPool2d.from_edgeml(state_dict, kernel_size, stride, padding, prefix=prefix,
+                                               **from_edgeml_options)
+            for prefix in edgeml.find_edgeml_rnnpool_prefixes(state_dict)}
+
+
+def convert_edgeml_modules(model, kernel_size, stride=None, padding=0, input_shape=None, **from_edgeml_options):
+    """Replace every EdgeML RNNPool submodule of `model` by an RNNPool2d with its weights.
+
+    The fused layer takes the feature map itself: a caller that cut patches out for EdgeML's module
+    must pass the map instead. input_shape (C, H, W), if given, adds MAdds and peak RAM to the report.
+    """
+    if input_shape is not None:
+        input_shape = _check_input_shape(input_shape)
+    layers = edgeml_layers(model.state_dict(), kernel_size, stride, padding, **from_edgeml_options)
+    if not layers:
+        raise ValueError("model has no EdgeML RNNPool submodule (keys cell_rnn.cell.* and cell_bidirrnn.cell.*)")
+    if "" in layers:
+        raise ValueError("model is itself an EdgeML RNNPool: build its replacement with RNNPool2d.from_edgeml")
+    before = _costs(model, input_shape)
+    replaced = []
+    for name, layer in layers.items():
+        replaced.append(Replacement((name,), type(model.get_submodule(name)).__name__, repr(layer)))
+        _set_module(model, name, layer)
+    return _report(model, input_shape, before, replaced)
+
+
+def set_backend(model, backend):
+    """Set the backend ("auto", "cpp", "reference") of every RNNPool2d/ReX2d in model; their names."""
+    _check_backend(backend)
+    names = [name for name, m in model.named_modules() if isinstance(m, _PatchSweep2d)]
+    if not names:
+        raise ValueError("model has no RNNPool2d or ReX2d layer")
+    for name in names:
+        model.get_submodule(name).backend = backend
+    return names
+
+
+def _sweep_geometry(name, in_size, out_size):
+    """(kernel_size, stride, padding) of a sweep mapping in_size to out_size, both (H, W)."""
+    if out_size == (1, 1):
+        return in_size, in_size, (0, 0)
+    per_dimension = [_dimension_geometry(name, i, o) for i, o in zip(in_size, out_size)]
+    return tuple(zip(*per_dimension))
+
+
+def _dimension_geometry(name, size_in, size_out):
+    for padding in range(INTERMEDIATE_PATCH // 2 + 1):
+        if (size_in + 2 * padding - INTERMEDIATE_PATCH) // INTERMEDIATE_STRIDE + 1 == size_out:
+            return INTERMEDIATE_PATCH, INTERMEDIATE_STRIDE, padding
+    if size_in % size_out == 0:
+        return size_in // size_out, size_in // size_out, 0
+    raise ValueError(f"no sweep maps {name}'s input size {size_in} to its output size {size_out}: "
+                     "leave it out of names")
+
+
+def _matching_sweep(kind, channels, geometry, backend, layer_options):
+    hidden2 = -(-channels // _OUTPUT_WIDTH[kind])
+    sweep = KINDS[kind](channels, max(1, channels // 4), hidden2, *geometry, backend=backend, **layer_options)
+    if sweep.out_channels == channels:
+        return sweep
+    # The layers after the pooling layer expect its C channels.
+    return nn.Sequential(sweep, nn.Conv2d(sweep.out_channels, channels, 1))
+
+
+def _io_shapes(model, modules, input_shape):
+    """{name: (input shape, output shape)} of one zero sample, in the order the modules first run."""
+    shapes = {}
+
+    def record(name):
+        def hook(module, inputs, output):  # returns None: a forward hook's return value replaces the output
+            shapes.setdefault(name, (tuple(inputs[0].shape[1:]), tuple(output.shape[1:])))
+        return hook
+
+    hooks = [module.register_forward_hook(record(name)) for name, module in modules.items()]
+    parameter = next(model.parameters())
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    missing = [name for name in modules if name not in shapes]
+    if missing:
+        raise ValueError(f"modules {missing} do not run in the model's forward pass")
+    return shapes
+
+
+def _costs(model, input_shape):
+    parameters = analysis.count_parameters(model)
+    if input_shape is None:
+        return parameters, None, None
+    return parameters, analysis.multiply_adds(model, input_shape), analysis.peak_ram_bytes(model, input_shape)
+
+
+def _report(model, input_shape, before, replaced):
+    after = _costs(model, input_shape)
+    return SwapReport(tuple(replaced), before[0], after[0], before[1], after[1], before[2], after[2])
+
+
+def _select(modules, names, what):
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise ValueError(f"names {unknown} are not {what} of the model")
+    return {name: modules[name] for name in names}
+
+
+def _set_module(model, name, module):
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, module)
+
+
+def _check_kind(kind):
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {tuple(KINDS)}, got {kind!r}")
+
+
+def _check_backend(backend):
+    if backend not in functional.BACKENDS:
+        raise ValueError(f"backend must be one of {functional.BACKENDS}, got {backend!r}")
+
+
+def _check_input_shape(input_shape):
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else ()
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(f"input_shape must be one sample's (C, H, W), positive ints, got {input_shape!r}")
+    return shape
