@@ -10,6 +10,15 @@ from rnnpool_ops import ReX2d, RNNPool2d, analysis, models, swap
 BATCH = 2
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are small: on a busy CPU, a second thread costs more in waiting than it gains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_forward_backward(model, input_shape):
     x = torch.randn(BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
     out = model(x)

@@ -114,7 +114,7 @@ def replace_blocks(model, names, layer, input_shape):
     if not isinstance(layer, nn.Module):
         raise TypeError(f"layer must be an nn.Module, got {type(layer).__name__}")
     input_shape = _check_input_shape(input_shape)
-    blocks = _select(dict(model.named_modules()), names, "a module")
+    blocks = _select({name: m for name, m in model.named_modules() if name}, names, "a submodule")
     shapes = _io_shapes(model, blocks, input_shape)
     if list(shapes) != list(names):
         raise ValueError(f"names must be given in the order the model runs them: {list(shapes)}, got {list(names)}")
