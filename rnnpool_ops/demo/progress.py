@@ -13,7 +13,8 @@ class ProgressBar:
     def _line(self, done, suffix):
         filled = self.width * done // self.total
         elapsed = time.perf_counter() - self.start
-        return f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} {elapsed:5.1f}s {suffix}"
+        bar = "#" * filled + "." * (self.width - filled)
+        return f"{self.label} [{bar}] {done}/{self.total} {elapsed:5.1f}s {suffix}"
 
     def update(self, done, suffix=""):
         if self.interactive:
