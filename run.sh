@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The one entry point:
+#   bash run.sh demo  [demo args]     the main job: python -m rnnpool_ops (train, early exits, speed)
 #   bash run.sh bench [report args]   fused-vs-unfused benchmark report (benchmarks/report.py)
 #   bash run.sh test  [pytest args]   C++ core tests (ctest), then the Python tests
 set -euo pipefail
@@ -14,7 +15,7 @@ DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest
 log() { printf '[run.sh] %s\n' "$*"; }
 
 usage() {
-  echo "usage: bash run.sh {bench|test} [args...]" >&2
+  echo "usage: bash run.sh {demo|bench|test} [args...]" >&2
   exit 2
 }
 
@@ -90,6 +91,7 @@ run_tests() {
 cmd=$1
 shift
 case "$cmd" in
+  demo) setup; "$PY" -m rnnpool_ops "$@" ;;
   bench) setup; "$PY" -m benchmarks.report "$@" ;;
   test) setup; run_tests "$@" ;;
   *) usage ;;
