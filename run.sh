@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one entry point:
 #   bash run.sh demo  [demo args]     the main job: python -m rnnpool_ops (train, early exits, speed)
-#   bash run.sh bench [report args]   fused-vs-unfused benchmark report (benchmarks/report.py)
+#   bash run.sh bench [--quick]       every microbenchmark, one report (benchmarks/__main__.py)
 #   bash run.sh test  [pytest args]   C++ core tests (ctest), then the Python tests
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -92,7 +92,7 @@ cmd=$1
 shift
 case "$cmd" in
   demo) setup; "$PY" -m rnnpool_ops "$@" ;;
-  bench) setup; "$PY" -m benchmarks.report "$@" ;;
+  bench) setup; "$PY" -m benchmarks "$@" ;;
   test) setup; run_tests "$@" ;;
   *) usage ;;
 esac

@@ -101,6 +101,7 @@ def main(argv=None):
     stem.with_suffix(".md").write_text(report)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {stem}.md and {stem}.json")
+    return stem
 
 
 if __name__ == "__main__":

@@ -134,6 +134,8 @@ def main(argv=None):
     stem.with_suffix(".md").write_text(report)
     stem.with_suffix(".json").write_text(
         json.dumps(dict(machine=machine, settings=settings, rows=rows, targets=met), indent=2) + "\n")
+    print(f"wrote {stem}.md and {stem}.json")
+    return stem
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def main(argv=None):
     payload = {"machine": machine, "settings": settings, "results_ms": results}
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {stem}.md and {stem}.json")
+    return stem
 
 
 if __name__ == "__main__":
