@@ -10,10 +10,6 @@
 
 RNNPOOL_BEGIN_ISA_NAMESPACE
 
-// Pixels per block in the backward pass: two vector registers.
-template <class T>
-constexpr int kPixelBlock = 2 * Vec<T>::kWidth;
-
 // Rows [g0, g0 + kRows) of P for one block of PB pixels: kRows accumulators stay in registers while
 // the loop over channels streams the block's pixels. The tile then goes to P (pixel-major) through
 // register transposes when its sides are multiples of the transpose width, else value by value.
@@ -68,7 +64,9 @@ void project_pixels(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, 
 template <class T>
 void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, const T* dP, T* dx,
                              double* dW, T* dPt) {
-  constexpr int PB = kPixelBlock<T>, kBlock = 4;
+  // One register of pixels per block (small maps, e.g. one 4x4 patch per sample, still fill
+  // whole blocks), and enough channels per block to cover the FMA latency.
+  constexpr int PB = Vec<T>::kWidth, kBlock = kBlockRows<T, PB>;
   using Regs = LaneRegs<T, PB>;
   for (int64_t p = 0; p < npix; ++p)
     for (int64_t g = 0; g < G; ++g) dPt[g * npix + p] = dP[p * G + g];
