@@ -461,8 +461,19 @@ class PatchSweep final : public SweepKernel<T> {
   }
 
   // grad[i] += the sum over lanes of grad_lanes[i], for i in [begin, end); clears those lanes.
+  // Each sum runs over the lanes in order, in double; kSums parameters at a time interleave their
+  // independent sums (a chain of dependent double adds per parameter would be latency-bound, and
+  // this runs once per sample and phase, which dominates when a sample has few patches).
   void flush_lanes(T* grad_lanes, int64_t begin, int64_t end, double* grad) const {
-    for (int64_t i = begin; i < end; ++i) {
+    constexpr int kSums = 8;
+    int64_t i = begin;
+    for (; i + kSums <= end; i += kSums) {
+      double sum[kSums] = {};
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < kSums; ++k) sum[k] += grad_lanes[(i + k) * L + l];
+      for (int k = 0; k < kSums; ++k) grad[i + k] += sum[k];
+    }
+    for (; i < end; ++i) {
       double sum = 0;
       for (int l = 0; l < L; ++l) sum += grad_lanes[i * L + l];
       grad[i] += sum;
