@@ -19,7 +19,7 @@ import torch
 
 import rnnpool_ops
 from benchmarks import early_exit, gated_skip, isa_report, report
-from benchmarks.report import RESULTS_DIR, machine_info, slug
+from benchmarks.report import machine_info, slug, write_results
 
 
 def parse_args(argv=None):
@@ -68,16 +68,13 @@ def main(argv=None):
     machine, found = machine_info(), versions()
     sections = [f"## {title}\n\n{stem.with_suffix('.md').read_text().strip()}\n" for title, stem in written]
     header = ["# All benchmarks", "", *[f"- {k}: {v}" for k, v in {**machine, **found}.items()], ""]
-    stem = RESULTS_DIR / f"all-{slug(machine['cpu'])}"
-    stem.with_suffix(".md").write_text("\n".join(header) + "\n" + "\n".join(sections))
     payload = {
         "machine": machine,
         "versions": found,
         "quick": args.quick,
         "benchmarks": {title: json.loads(s.with_suffix(".json").read_text()) for title, s in written},
     }
-    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"\nwrote {stem}.md and {stem}.json")
+    write_results(f"all-{slug(machine['cpu'])}", "\n".join(header) + "\n" + "\n".join(sections), payload)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ benchmarks/results/early-exit-cpu-<cpu>.md and .json.
 """
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
-from benchmarks.report import RESULTS_DIR, machine_info, slug
+from benchmarks.report import machine_info, slug, write_results
 from benchmarks.timing import interleaved_medians
 from rnnpool_ops.models import rex_mobilenetv2
 from rnnpool_ops.multiexit import ExitPolicy
@@ -96,12 +94,7 @@ def main(argv=None):
               f"{args.reps} interleaved repetitions (medians).\n\n{table}\n\n"
               f"Time ratio {half_ms / full_ms:.2f} (MAdds ratio {expected:.2f}).\n")
     print(report)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = Path(RESULTS_DIR) / f"early-exit-cpu-{slug(machine['cpu'])}"
-    stem.with_suffix(".md").write_text(report)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {stem}.md and {stem}.json")
-    return stem
+    return write_results(f"early-exit-cpu-{slug(machine['cpu'])}", report, result)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ compare like with like. Writes benchmarks/results/gated-skip-<device>-<model>[-<
 """
 
 import argparse
-import json
 
 import torch
 
-from benchmarks.report import RESULTS_DIR, machine_info, slug
+from benchmarks.report import machine_info, slug, write_results
 from benchmarks.timing import interleaved_medians
 from rnnpool_ops.gated_skip import gated_skip_conv2d
 
@@ -130,12 +129,8 @@ def main(argv=None):
     print(report)
     name = machine["gpu"] if args.device == "cuda" else machine["cpu"]
     threads = f"-{args.threads}thread" if args.threads else ""
-    stem = RESULTS_DIR / f"gated-skip-{args.device}-{slug(name)}{threads}"
-    stem.with_suffix(".md").write_text(report)
-    stem.with_suffix(".json").write_text(
-        json.dumps(dict(machine=machine, settings=settings, rows=rows, targets=met), indent=2) + "\n")
-    print(f"wrote {stem}.md and {stem}.json")
-    return stem
+    payload = dict(machine=machine, settings=settings, rows=rows, targets=met)
+    return write_results(f"gated-skip-{args.device}-{slug(name)}{threads}", report, payload)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ benchmarks/results/cpu-isa-<cpu-model>.md and .json.
 """
 
 import argparse
-import json
 
 import torch
 
 import rnnpool_ops
 from benchmarks.cases import CASES, PASSES, build, make_step
-from benchmarks.report import RESULTS_DIR, machine_info, slug
+from benchmarks.report import machine_info, slug, write_results
 from benchmarks.timing import interleaved_medians
 
 UNFUSED = "unfused reference"
@@ -82,8 +81,6 @@ def main(argv=None):
     settings = {"cases": args.cases, "reps": args.reps, "warmup": args.warmup, "default_isa": default_isa}
     table = markdown_table(results, isas)
     print(table)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = RESULTS_DIR / f"cpu-isa-{slug(machine['cpu'])}"
     report = [
         "# CPU ISA builds: scalar vs vector paths vs the unfused reference",
         "",
@@ -97,11 +94,8 @@ def main(argv=None):
         *[f"- `{name}`: {CASES[name].describe()}" for name in args.cases],
         "",
     ]
-    stem.with_suffix(".md").write_text("\n".join(report))
     payload = {"machine": machine, "settings": settings, "results_ms": results}
-    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {stem}.md and {stem}.json")
-    return stem
+    return write_results(f"cpu-isa-{slug(machine['cpu'])}", "\n".join(report), payload)
 
 
 if __name__ == "__main__":

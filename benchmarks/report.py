@@ -53,6 +53,16 @@ def machine_info():
     }
 
 
+def write_results(name, markdown, payload):
+    """Writes benchmarks/results/<name>.md and <name>.json; returns their common path stem."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = RESULTS_DIR / name
+    stem.with_suffix(".md").write_text(markdown)
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {stem}.md and {stem}.json")
+    return stem
+
+
 def slug(text):
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
@@ -107,14 +117,9 @@ def main(argv=None):
     table = markdown_table(timings)
     print(table)
 
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = RESULTS_DIR / f"cpu-{slug(machine['cpu'])}"
-    stem.with_suffix(".md").write_text(markdown_report(table, machine, settings))
     results = [dict(asdict(t), speedup=t.speedup, fused_gflops=t.fused_gflops) for t in timings]
     payload = {"machine": machine, "settings": settings, "results": results}
-    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {stem}.md and {stem}.json")
-    return stem
+    return write_results(f"cpu-{slug(machine['cpu'])}", markdown_report(table, machine, settings), payload)
 
 
 if __name__ == "__main__":
