@@ -3,6 +3,7 @@
 #   bash run.sh demo  [demo args]     the main job: python -m rnnpool_ops (train, early exits, speed)
 #   bash run.sh bench [--quick]       every microbenchmark, one report (benchmarks/__main__.py)
 #   bash run.sh test  [pytest args]   C++ core tests (ctest), then the Python tests
+#   bash run.sh gpu                   on a GPU machine: build there, every GPU test, the GPU benchmarks
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -15,7 +16,7 @@ DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest
 log() { printf '[run.sh] %s\n' "$*"; }
 
 usage() {
-  echo "usage: bash run.sh {demo|bench|test} [args...]" >&2
+  echo "usage: bash run.sh {demo|bench|test|gpu} [args...]" >&2
   exit 2
 }
 
@@ -87,6 +88,24 @@ run_tests() {
   isa_kernel_tests
 }
 
+# The GPU suite, in one command, for a machine with an NVIDIA GPU (see README: GPU). Such machines
+# may have no package index, so it uses the Python that already holds torch (PYTHON, default python3)
+# rather than .venv, and builds the extension in place for the visible GPU.
+gpu_suite() {
+  local py=${PYTHON:-python3}
+  "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no GPU visible to torch")'
+  log "building the extension in place, CUDA kernels for $("$py" -c 'import torch; print(torch.cuda.get_device_name())')"
+  "$py" setup.py build_ext --inplace
+  log "GPU tests"
+  local status=0
+  "$py" -m pytest -q -rs python_tests/test_gpu_sweep.py python_tests/test_triton_gpu.py \
+    python_tests/test_gated_skip.py || status=1
+  log "GPU benchmarks -> benchmarks/results/"
+  "$py" -m benchmarks.gpu_sweep || status=1
+  "$py" -m benchmarks.gated_skip --device cuda || status=1
+  return $status
+}
+
 [[ $# -ge 1 ]] || usage
 cmd=$1
 shift
@@ -94,5 +113,6 @@ case "$cmd" in
   demo) setup; "$PY" -m rnnpool_ops "$@" ;;
   bench) setup; "$PY" -m benchmarks "$@" ;;
   test) setup; run_tests "$@" ;;
+  gpu) gpu_suite ;;
   *) usage ;;
 esac

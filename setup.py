@@ -1,13 +1,28 @@
-"""Builds rnnpool_ops._C: the operator schemas and the C++ CPU kernels.
+"""Builds rnnpool_ops._C: the operator schemas, the C++ CPU kernels and, when it can, the CUDA kernels.
 
 Use `pip install --no-build-isolation -e .` so the extension is compiled against the torch that is
 already installed (build isolation would fetch another one).
+
+The CUDA kernels (csrc/cuda/) are built whenever torch is a CUDA build and nvcc is found, with or
+without a GPU. Environment:
+  RNNPOOL_SKIP_CUDA=1     build the CPU kernels only (a quicker build)
+  CUDA_HOME               the CUDA toolkit (default: /usr/local/cuda when it holds nvcc)
+  TORCH_CUDA_ARCH_LIST    the GPU architectures; default: the visible GPU's, else "9.0" (H100/H200)
 """
+import glob
+import os
 import platform
 from pathlib import Path
 
-from setuptools import find_packages, setup
-from torch.utils.cpp_extension import BuildExtension, CppExtension
+# torch.utils.cpp_extension reads CUDA_HOME when it is imported; its own guess (the folder above
+# the first nvcc on PATH) can be a wrapper's folder such as /usr/local.
+if "CUDA_HOME" not in os.environ and os.path.isfile("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from setuptools import find_packages, setup  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = Path(__file__).parent
 CSRC = ROOT / "csrc"
@@ -57,14 +72,53 @@ class BuildWithIsaFlags(BuildExtension):
             self.compiler._compile = torch_compile
 
 
-ext = CppExtension(
-    name="rnnpool_ops._C",
-    sources=sources("*.cpp", "cpu/*.cpp", "core/isa/isa_table.cpp")
-    + [source for isa in ISA_BUILDS for source in sources(f"core/isa/sweep_{isa}.cpp")],
-    include_dirs=[str(CSRC)],
-    extra_compile_args={"cxx": CXX_FLAGS},
-    extra_link_args=["-fopenmp"],
+
+def cuda_build():
+    """(True, "") when the CUDA kernels can be built here, else (False, why not)."""
+    if os.environ.get("RNNPOOL_SKIP_CUDA", "0") == "1":
+        return False, "RNNPOOL_SKIP_CUDA=1"
+    if torch.version.cuda is None:
+        return False, f"torch {torch.__version__} is a CPU-only build"
+    if cpp_extension.CUDA_HOME is None:
+        return False, "no CUDA toolkit found (set CUDA_HOME to the folder holding bin/nvcc)"
+    return True, ""
+
+
+def cuda_wheel_include_dirs():
+    """Headers of the nvidia-* wheels (cuSPARSE, cuBLAS, ...) that torch's CUDA headers include, for a
+    toolkit that lacks them (a minimal nvcc install)."""
+    if os.path.isfile(os.path.join(cpp_extension.CUDA_HOME, "include", "cusparse.h")):
+        return []
+    site_packages = Path(torch.__file__).parent.parent
+    return sorted(glob.glob(str(site_packages / "nvidia" / "*" / "include")))
+
+
+WITH_CUDA, NO_CUDA_REASON = cuda_build()
+if WITH_CUDA and "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
+    # Without a GPU torch would build every architecture it knows (slow); Hopper is what we test on.
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+print(f"[rnnpool-ops setup] CUDA kernels: {'built for ' + os.environ.get('TORCH_CUDA_ARCH_LIST', 'the visible GPU') if WITH_CUDA else 'skipped (' + NO_CUDA_REASON + ')'}")
+
+CPU_SOURCES = (
+    sources("*.cpp", "cpu/*.cpp", "sequences/*.cpp", "core/isa/isa_table.cpp")
+    + [source for isa in ISA_BUILDS for source in sources(f"core/isa/sweep_{isa}.cpp")]
 )
+if WITH_CUDA:
+    ext = CUDAExtension(
+        name="rnnpool_ops._C",
+        sources=CPU_SOURCES + sources("cuda/*.cu"),
+        include_dirs=[str(CSRC)] + cuda_wheel_include_dirs(),
+        extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3"]},
+        extra_link_args=["-fopenmp"],
+    )
+else:
+    ext = CppExtension(
+        name="rnnpool_ops._C",
+        sources=CPU_SOURCES,
+        include_dirs=[str(CSRC)],
+        extra_compile_args={"cxx": CXX_FLAGS},
+        extra_link_args=["-fopenmp"],
+    )
 
 setup(
     name="rnnpool-ops",

@@ -1,5 +1,5 @@
 // The rnnpool operator library: every schema in one place. Backends register their kernels in
-// their own files (cpu/, cuda/) with TORCH_LIBRARY_IMPL; autograd and fake (meta) kernels are
+// their own files (cpu/, cuda/, sequences/) with TORCH_LIBRARY_IMPL; autograd and fake (meta) kernels are
 // registered from Python in rnnpool_ops/_ops.py.
 #include <Python.h>
 #include <torch/library.h>
@@ -62,21 +62,25 @@ extern "C" PyObject* PyInit__C(void) {
   return PyModule_Create(&module);
 }
 
+// The sweep's signatures, shared by rnnpool:: and rnnpool_emulated:: below.
+#define SWEEP_FORWARD_SIGNATURE                                                                  \
+  "(Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, Tensor? proj_bias, "           \
+  "int[2] kernel_size, int[2] stride, int[2] padding, str cell, str gate_nonlinearity, "        \
+  "str update_nonlinearity, str parts) -> Tensor"
+#define SWEEP_BACKWARD_SIGNATURE                                                                 \
+  "(Tensor grad_output, Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, "          \
+  "Tensor? proj_bias, int[2] kernel_size, int[2] stride, int[2] padding, str cell, "            \
+  "str gate_nonlinearity, str update_nonlinearity, str parts) "                                 \
+  "-> (Tensor grad_x, Tensor[] grad_rnn1, Tensor[] grad_rnn2, Tensor[] grad_proj)"
+
 TORCH_LIBRARY(rnnpool, m) {
   // The patch sweep of RNNPool and ReX (SPEC sections 1-4). rnn1/rnn2 hold the cell's parameters
   // in its own order (fastgrnn: W, U, bias_gate, bias_update, zeta, nu; gru: weight_ih, weight_hh,
   // bias_ih, bias_hh). parts picks the output blocks, in the order R, G, C: "RC" is RNNPool,
   // "RGC" is ReX; proj_weight/proj_bias (ReX's f_L) are required exactly when "G" is asked for.
-  m.def(
-      "forward(Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, Tensor? proj_bias, "
-      "int[2] kernel_size, int[2] stride, int[2] padding, str cell, str gate_nonlinearity, "
-      "str update_nonlinearity, str parts) -> Tensor");
+  m.def("forward" SWEEP_FORWARD_SIGNATURE);
   // Gradients of forward for every tensor input; grad_proj is [] without "G", else [weight, bias].
-  m.def(
-      "backward(Tensor grad_output, Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, "
-      "Tensor? proj_bias, int[2] kernel_size, int[2] stride, int[2] padding, str cell, "
-      "str gate_nonlinearity, str update_nonlinearity, str parts) "
-      "-> (Tensor grad_x, Tensor[] grad_rnn1, Tensor[] grad_rnn2, Tensor[] grad_proj)");
+  m.def("backward" SWEEP_BACKWARD_SIGNATURE);
   // DDI's gated-skip convolution (SPEC section 5): y = m * act(scale * conv2d(x, weight, bias) + shift)
   // + (1 - m) * x with m[n, c] = layer_gate[n] * channel_gate[n, c]; a shape-keeping convolution
   // (weight [C, C/groups, kh, kw], odd kernel, stride 1, padding dilation * (k - 1) / 2); absent
@@ -93,4 +97,11 @@ TORCH_LIBRARY(rnnpool, m) {
       "Tensor? channel_gate, Tensor? scale, Tensor? shift, int[2] dilation, int groups, str activation, "
       "bool[2] conv_grad_mask) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias, Tensor grad_layer_gate, "
       "Tensor grad_channel_gate, Tensor grad_scale, Tensor grad_shift)");
+}
+
+// The CUDA algorithm (csrc/sequences/pipeline.cpp) run on the CPU, its kernels replaced by a loop
+// over the same per-sequence code (csrc/sequences/emulated_runner.cpp): for tests without a GPU.
+TORCH_LIBRARY(rnnpool_emulated, m) {
+  m.def("forward" SWEEP_FORWARD_SIGNATURE);
+  m.def("backward" SWEEP_BACKWARD_SIGNATURE);
 }

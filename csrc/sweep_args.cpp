@@ -57,8 +57,10 @@ SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorL
                            c10::string_view update_nonlinearity, c10::string_view parts) {
   SweepArgs a;
   TORCH_CHECK_VALUE(x.dim() == 4, "x must have shape [N, C, H, W], got ", x.sizes());
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-                   "x must be float32 or float64, got ", x.scalar_type());
+  const bool reduced_precision = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble || (x.is_cuda() && reduced_precision),
+                   "x must be float32 or float64 (or float16/bfloat16 on CUDA), got ", x.scalar_type(), " on ",
+                   x.device());
   check_pair(kernel_size, "kernel_size", 1);
   check_pair(stride, "stride", 1);
   check_pair(padding, "padding", 0);
@@ -109,6 +111,16 @@ SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorL
                       "proj_weight and proj_bias must be None when parts has no 'G' (parts='", parts, "')");
   }
   return a;
+}
+
+void check_grad_output(const at::Tensor& grad_output, const at::Tensor& x, const SweepShape& s) {
+  const std::vector<int64_t> out_shape = {s.batch, s.out_channels(), s.out_h(), s.out_w()};
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_shape), "grad_output must have shape ",
+                    at::IntArrayRef(out_shape), ", got ", grad_output.sizes());
+  TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "grad_output must have the dtype of x (",
+                   x.scalar_type(), "), got ", grad_output.scalar_type());
+  TORCH_CHECK_VALUE(grad_output.device() == x.device(), "grad_output must be on the device of x (", x.device(),
+                    "), got ", grad_output.device());
 }
 
 }  // namespace rnnpool

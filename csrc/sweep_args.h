@@ -24,4 +24,7 @@ SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorL
                            c10::string_view cell, c10::string_view gate_nonlinearity,
                            c10::string_view update_nonlinearity, c10::string_view parts);
 
+// The backward's grad_output must match the forward's output: shape, dtype and device.
+void check_grad_output(const at::Tensor& grad_output, const at::Tensor& x, const SweepShape& shape);
+
 }  // namespace rnnpool

@@ -56,16 +56,19 @@ def require_extension():
         )
 
 
-if extension_available():
+def _register_sweep(namespace):
+    """Fake kernel and autograd for <namespace>::forward, whose gradients <namespace>::backward gives."""
+    forward_op = f"{namespace}::forward"
+    backward_op = getattr(torch.ops, namespace).backward
 
-    @torch.library.register_fake("rnnpool::forward")
+    @torch.library.register_fake(forward_op)
     def _forward_fake(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
                       gate_nonlinearity, update_nonlinearity, parts):
         shape = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding,
                                  cell, gate_nonlinearity, update_nonlinearity, parts)
         return x.new_empty(shape)
 
-    @torch.library.register_fake("rnnpool::backward")
+    @torch.library.register_fake(f"{namespace}::backward")
     def _backward_fake(grad_output, x, rnn1, rnn2, proj_weight, proj_bias, *config):
         grad_proj = [] if proj_weight is None else [torch.empty_like(proj_weight), torch.empty_like(proj_bias)]
         return (
@@ -84,11 +87,22 @@ if extension_available():
     def _backward(ctx, grad_output):
         x, proj_weight, proj_bias, *cells = ctx.saved_tensors
         rnn1, rnn2 = cells[: ctx.num_rnn1], cells[ctx.num_rnn1 :]
-        grad_x, grad_rnn1, grad_rnn2, grad_proj = torch.ops.rnnpool.backward(
+        grad_x, grad_rnn1, grad_rnn2, grad_proj = backward_op(
             grad_output, x, rnn1, rnn2, proj_weight, proj_bias, *ctx.config
         )
         grad_proj_weight, grad_proj_bias = grad_proj if grad_proj else (None, None)
         no_grad_for_config = [None] * len(ctx.config)
         return (grad_x, grad_rnn1, grad_rnn2, grad_proj_weight, grad_proj_bias, *no_grad_for_config)
 
-    torch.library.register_autograd("rnnpool::forward", _backward, setup_context=_setup_context)
+    torch.library.register_autograd(forward_op, _backward, setup_context=_setup_context)
+
+
+def cuda_kernels_available():
+    """Whether this build of the extension has the CUDA kernels of torch.ops.rnnpool.forward."""
+    return extension_available() and torch._C._dispatch_has_kernel_for_dispatch_key("rnnpool::forward", "CUDA")
+
+
+if extension_available():
+    _register_sweep("rnnpool")
+    # The CUDA algorithm run on the CPU, for tests (see csrc/sequences/emulated_runner.cpp).
+    _register_sweep("rnnpool_emulated")

@@ -75,6 +75,28 @@ RNNPOOL_HD T derivative_from_output(T y) {
   return inside_open(y, T(-1.0f), T(1.0f), T(1.0f));
 }
 
+// The same two, chosen at run time: for code where the choice is uniform across a group of threads
+// (the GPU sweep), so a switch per element costs less than one compiled loop per pair.
+template <class T>
+RNNPOOL_HD T activate(Nonlinearity nl, T x) {
+  switch (nl) {
+    case Nonlinearity::Sigmoid: return activate<Nonlinearity::Sigmoid>(x);
+    case Nonlinearity::Tanh: return activate<Nonlinearity::Tanh>(x);
+    case Nonlinearity::QuantSigm: return activate<Nonlinearity::QuantSigm>(x);
+    default: return activate<Nonlinearity::QuantTanh>(x);
+  }
+}
+
+template <class T>
+RNNPOOL_HD T derivative_from_output(Nonlinearity nl, T y) {
+  switch (nl) {
+    case Nonlinearity::Sigmoid: return derivative_from_output<Nonlinearity::Sigmoid>(y);
+    case Nonlinearity::Tanh: return derivative_from_output<Nonlinearity::Tanh>(y);
+    case Nonlinearity::QuantSigm: return derivative_from_output<Nonlinearity::QuantSigm>(y);
+    default: return derivative_from_output<Nonlinearity::QuantTanh>(y);
+  }
+}
+
 template <Nonlinearity NL>
 using NonlinearityTag = std::integral_constant<Nonlinearity, NL>;
 

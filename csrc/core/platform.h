@@ -12,6 +12,14 @@
 #define RNNPOOL_HD inline
 #endif
 
+// Unrolls the loop that follows in device code, where a register array indexed by the loop variable
+// stays in registers only when every index is a compile-time constant. Host builds decide alone.
+#if defined(__CUDA_ARCH__)
+#define RNNPOOL_UNROLL _Pragma("unroll")
+#else
+#define RNNPOOL_UNROLL
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define RNNPOOL_RESTRICT __restrict__
 #else

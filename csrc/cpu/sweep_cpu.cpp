@@ -173,13 +173,7 @@ Gradients backward_cpu(
     c10::string_view gate, c10::string_view update, c10::string_view parts) {
   const SweepArgs a = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
                                        gate, update, parts);
-  const SweepShape& s = a.shape;
-  const std::vector<int64_t> out_shape = {s.batch, s.out_channels(), s.out_h(), s.out_w()};
-  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_shape), "grad_output must have shape ",
-                    at::IntArrayRef(out_shape), ", got ", grad_output.sizes());
-  TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "grad_output must have the dtype of x (",
-                   x.scalar_type(), "), got ", grad_output.scalar_type());
-  TORCH_CHECK_VALUE(grad_output.device() == x.device(), "grad_output must be on the device of x");
+  check_grad_output(grad_output, x, a.shape);
   return with_cpu_sweep(a, x, rnn1, rnn2, proj_weight, proj_bias,
                         [&](const auto& sweep) { return sweep.backward(grad_output); });
 }
