@@ -1,7 +1,9 @@
-"""The GPU algorithm of the sweep (csrc/sequences/, csrc/core/sequence.h) against the reference, two ways:
+"""The GPU algorithm of the sweep (csrc/sequences/, csrc/core/sequence*.h) against the reference:
 
-- "emulated": torch.ops.rnnpool_emulated, the same pipeline and per-sequence team code with a CPU loop
-  in place of the CUDA kernels; runs everywhere, so CI checks the algorithm without a GPU.
+- torch.ops.rnnpool_emulated, the same pipeline and kernel code run on the CPU, so CI checks the
+  algorithm without a GPU (see csrc/sequences/emulated_runner.cpp), in three schedules:
+  "loop" (each sequence's units in turn) and "threads_in_order" / "threads_reversed" (each GPU
+  block's threads as fibers switched at every barrier, in either order: a missing barrier fails one);
 - "cuda": torch.ops.rnnpool on CUDA tensors, the real kernels; skipped without a GPU.
 """
 
@@ -16,12 +18,15 @@ from test_layers import golden_layer
 from test_ops import GEOMETRIES, VARIANTS, forward_and_grads, in_float64, make_args, tensor_inputs
 from tensor_layouts import NON_CONTIGUOUS_LAYOUTS, non_contiguous
 
-OPS = {"emulated": torch.ops.rnnpool_emulated, "cuda": torch.ops.rnnpool}
-DEVICES = {"emulated": "cpu", "cuda": "cuda"}
+EMULATED_SCHEDULES = {"loop": "loop", "threads_in_order": "forward", "threads_reversed": "reverse"}
+OPS = {"cuda": torch.ops.rnnpool, **{name: torch.ops.rnnpool_emulated for name in EMULATED_SCHEDULES}}
+DEVICES = {name: "cuda" if name == "cuda" else "cpu" for name in OPS}
 
 
-@pytest.fixture(params=["emulated", "cuda"])
-def impl(request):
+@pytest.fixture(params=[*EMULATED_SCHEDULES, "cuda"])
+def impl(request, monkeypatch):
+    if request.param in EMULATED_SCHEDULES:
+        monkeypatch.setenv("RNNPOOL_EMULATED_SCHEDULE", EMULATED_SCHEDULES[request.param])
     if request.param == "cuda":
         if not torch.cuda.is_available():
             pytest.skip("no GPU: the CUDA kernels are checked through the emulated path only")
@@ -219,3 +224,9 @@ def test_compile_reduce_overhead_on_a_side_stream(variant):
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
     for g, w in zip(compiled_grads, eager_grads):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_emulated_schedule_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("RNNPOOL_EMULATED_SCHEDULE", "sideways")
+    with pytest.raises(ValueError, match="RNNPOOL_EMULATED_SCHEDULE must be 'loop', 'forward' or 'reverse'"):
+        run_op("loop", make_args("overlap", "rnnpool_fastgrnn"))
