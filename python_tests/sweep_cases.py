@@ -30,8 +30,11 @@ VARIANTS = {
 
 
 def make_args(geometry, variant, dtype=torch.float64, seed=0, hidden=(5, 3), device="cpu"):
-    """The op's arguments as a dict, random leaf tensors (zeta and nu too: the defaults saturate)."""
-    n, c, h, w, kernel, stride, padding = GEOMETRIES[geometry]
+    """The op's arguments as a dict, random leaf tensors (zeta and nu too: the defaults saturate).
+
+    geometry: a GEOMETRIES name or its (N, C, H, W, kernel, stride, padding) tuple.
+    """
+    n, c, h, w, kernel, stride, padding = GEOMETRIES.get(geometry, geometry)
     cell, gate, update, parts = VARIANTS[variant]
     kernel = _pair(kernel)
     gen = torch.Generator().manual_seed(seed)

@@ -8,8 +8,6 @@ torch.compile, tracing a call with backend "triton", finds them registered and `
 already answered.
 """
 
-import importlib.util
-
 import torch
 
 _available = None  # whether load() worked; None until first asked
@@ -30,17 +28,16 @@ def available():
     """Whether triton imports here, so that load() works (asked once, then remembered)."""
     global _available, _load_error
     if _available is None:
-        _available = importlib.util.find_spec("triton") is not None
-        if _available:
-            try:
-                load()
-            except ImportError as error:  # a triton that does not fit this torch, say
-                _available, _load_error = False, error
+        try:
+            load()
+            _available = True
+        except ImportError as error:  # not installed, or a triton that does not fit this torch
+            _available, _load_error = False, error
     return _available
 
 
 def unavailable_reason():
-    return "triton is not installed" if _load_error is None else f"triton failed to import: {_load_error}"
+    return f"triton does not import: {_load_error}"
 
 
 if torch.cuda.is_available():

@@ -326,9 +326,9 @@ def sweep_backward(xp, seqs, grad_final, states, recurrent, hidden, cell, gate, 
     sums = None if gru else xp.new_empty((count, 2 * hidden + 2))
     if count == 0:
         return grad_x, grad_hn, sums
+    # Pointers a cell does not use get xp, which no kernel writes, so no written buffer is passed twice.
     args = (xp, seqs.in_base, seqs.in_step, grad_final, seqs.final_base, seqs.final_stride, states, grad_x,
-            grad_x if grad_hn is None else grad_hn, grad_x if sums is None else sums, *recurrent, count, steps,
-            hidden)
+            xp if grad_hn is None else grad_hn, xp if sums is None else sums, *recurrent, count, steps, hidden)
     _launch(_sweep_backward_kernel, _backward_tuned, args, _cell_constants(cell, gate, update), count, hidden,
             xp.device)
     return grad_x, grad_hn, sums
