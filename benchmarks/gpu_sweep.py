@@ -136,8 +136,8 @@ def markdown(rows, machine, settings):
         *[f"| {r['case']} | {r['batch']} | {r['pass_name']} | {r['path']} | {_number(r['ms'], '.2f', 'OOM')} "
           f"| {_number(r['vs_reference'], '.1f')}x | {_number(r['gflops'], '.1f')} |" for r in rows],
         "",
-        "vs reference = reference ms / row ms (higher is faster; -x: a side ran out of memory). GFLOP/s: benchmarks/flops.py sweep_macs, "
-        "2 FLOPs per MAC, forward+backward = 3x forward.",
+        "vs reference = reference ms / row ms (higher is faster; -x: a side ran out of memory). "
+        "GFLOP/s: benchmarks/flops.py sweep_macs, 2 FLOPs per MAC, forward+backward = 3x forward.",
         "cudnn-gru is F.unfold + nn.GRU with a bidirectional RNN2 that has separate reverse weights: not the "
         "op's math (SPEC section 1), a speed reference only.",
         "",

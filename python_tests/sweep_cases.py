@@ -94,4 +94,5 @@ def assert_matches_reference(run, args, rtol, atol):
     torch.testing.assert_close(got, want.to(x.dtype), rtol=rtol, atol=atol)
     assert len(got_grads) == len(want_grads)
     for i, (g, w) in enumerate(zip(got_grads, want_grads)):
-        torch.testing.assert_close(g, w.to(g.dtype), rtol=rtol, atol=atol, msg=lambda m: f"gradient of input {i}: {m}")
+        torch.testing.assert_close(g, w.to(g.dtype), rtol=rtol, atol=atol,
+                                   msg=lambda m: f"gradient of input {i}: {m}")

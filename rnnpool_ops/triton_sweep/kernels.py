@@ -23,7 +23,6 @@ meaningful under TRITON_INTERPRET=1); they go through torch.library.wrap_triton,
 triton_op torch.compile traces them.
 """
 
-import torch
 import triton
 import triton.language as tl
 from torch.library import wrap_triton

@@ -15,11 +15,10 @@ from . import sweep
 
 _CONFIG = ("int[2] kernel_size, int[2] stride, int[2] padding, str cell, str gate_nonlinearity, "
            "str update_nonlinearity, str parts")
-FORWARD_SCHEMA = f"(Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, Tensor? proj_bias, {_CONFIG}) -> Tensor"
-BACKWARD_SCHEMA = (
-    f"(Tensor grad_output, Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, Tensor? proj_bias, {_CONFIG})"
-    " -> (Tensor grad_x, Tensor[] grad_rnn1, Tensor[] grad_rnn2, Tensor[] grad_proj)"
-)
+_INPUTS = f"Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, Tensor? proj_bias, {_CONFIG}"
+FORWARD_SCHEMA = f"({_INPUTS}) -> Tensor"
+BACKWARD_SCHEMA = (f"(Tensor grad_output, {_INPUTS}) "
+                   "-> (Tensor grad_x, Tensor[] grad_rnn1, Tensor[] grad_rnn2, Tensor[] grad_proj)")
 
 
 @triton_op("rnnpool::forward_triton", mutates_args=(), schema=FORWARD_SCHEMA)

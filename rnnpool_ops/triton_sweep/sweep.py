@@ -57,7 +57,8 @@ def forward(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding,
                 kernels.sweep_forward(s2, seqs, out, cells.recurrent2, plan.h2, *plan.cell_config)
         if "G" in parts:
             projected = F.linear(summaries.flatten(1), cells.proj_weight, cells.proj_bias)
-            plan.global_channels(out, n0, n1).copy_(projected.view(n1 - n0, plan.patches_per_image, -1).transpose(1, 2))
+            per_pixel = projected.view(n1 - n0, plan.patches_per_image, -1)
+            plan.global_channels(out, n0, n1).copy_(per_pixel.transpose(1, 2))
     return out.to(x.dtype)
 
 
@@ -91,7 +92,8 @@ def backward(grad_output, x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, st
 
 
 def _run_rnn1(plan, cells, xc, store_states):
-    """Summaries [P, kh+kw, h1] of the chunk xc; with store_states also (xp, [(seqs, states)] per pass)."""
+    """RNN1 over the chunk xc: (summaries [P, kh+kw, h1], (xp, [(rows, seqs, states)] per pass)), the
+    states (before each step) stored only with store_states."""
     xp = torch.matmul(xc.permute(0, 2, 3, 1), cells.input_weight1.t())
     if plan.padding != (0, 0):
         xp = F.pad(xp, (0, 0, plan.padding[1], plan.padding[1], plan.padding[0], plan.padding[0]))
