@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from sweep_cases import GEOMETRIES, VARIANTS, assert_matches_reference, detached, make_args, tensor_inputs  # noqa: E402
 from tensor_layouts import non_contiguous  # noqa: E402
 from rnnpool_ops import ReX2d, RNNPool2d, _ops, functional  # noqa: E402
+from rnnpool_ops._checks import check_sweep_args  # noqa: E402
 from rnnpool_ops.cells import parameter_shapes, step  # noqa: E402
 from rnnpool_ops.triton_sweep import kernels, load, sweep  # noqa: E402
 
@@ -80,14 +81,16 @@ def test_non_contiguous_x(layout):
     assert_matches_reference(run_sweep, args, **FLOAT64)
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float16, 1e-3), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
-def test_float16_computes_in_float32(variant):
+def test_half_precision_computes_in_float32(variant, dtype, tolerance):
+    # The output and gradients are float32 results rounded to dtype: within its rounding of the reference.
     def run(args, grad_output):
         out, grads = run_sweep(args, grad_output)
-        assert out.dtype == torch.float16 and all(g.dtype == torch.float16 for g in grads)
+        assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
         return out, grads
 
-    assert_matches_reference(run, make_args("padding_batch1", variant, torch.float16), rtol=1e-3, atol=1e-3)
+    assert_matches_reference(run, make_args("padding_batch1", variant, dtype), rtol=tolerance, atol=tolerance)
 
 
 def test_batch_chunks_give_the_same_result():
@@ -105,7 +108,7 @@ def test_batch_chunks_give_the_same_result():
 def test_empty_batch(variant):
     args = make_args("overlap", variant)
     args["x"] = args["x"].detach()[:0]
-    out, grads = run_sweep(args, torch.zeros(0, 12 if variant == "rnnpool_fastgrnn" else 24, 3, 3, dtype=torch.float64))
+    out, grads = run_sweep(args, torch.zeros(check_sweep_args(**args), dtype=torch.float64))
     assert out.shape[0] == 0 and grads[0].shape == args["x"].shape
     assert not any(g.any() for g in grads[1:])
 

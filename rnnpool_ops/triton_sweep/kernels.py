@@ -23,6 +23,9 @@ meaningful under TRITON_INTERPRET=1); they go through torch.library.wrap_triton,
 triton_op torch.compile traces them.
 """
 
+from dataclasses import dataclass
+
+import torch
 import triton
 import triton.language as tl
 from torch.library import wrap_triton
@@ -267,13 +270,16 @@ _forward_tuned = triton.autotune(
 _backward_tuned = triton.autotune(AUTOTUNE_CONFIGS, key=["H", "CELL", "GATE", "UPDATE"])(_sweep_backward_kernel)
 
 
+@dataclass(frozen=True)
 class Sequences:
     """Where a launch's sequences read their steps and keep their final states (see the module
     docstring): in_base, in_step, final_base are int64 [num_seq] tensors; steps per sequence."""
 
-    def __init__(self, in_base, in_step, final_base, final_stride, steps):
-        self.in_base, self.in_step, self.final_base = in_base, in_step, final_base
-        self.final_stride, self.steps = final_stride, steps
+    in_base: torch.Tensor
+    in_step: torch.Tensor
+    final_base: torch.Tensor
+    final_stride: int
+    steps: int
 
     @property
     def count(self):
