@@ -7,6 +7,7 @@ Runs, each timing its fused and unfused sides interleaved in the same run:
   isa_report.py  the CPU ISA builds of the sweep (scalar, AVX2, AVX-512 / NEON) vs the reference
   gated_skip.py  the gated-skip convolution's sparsity sweep (on CUDA too when a GPU is present)
   early_exit.py  early-exit inference with and without compaction
+  gpu_sweep.py   the patch sweep on the GPU: reference, triton, cpp, cuDNN GRU (only when a GPU is present)
 Each writes its own table to benchmarks/results/; this then writes all of them, with the machine and
 the versions, to benchmarks/results/all-<cpu>.md and .json.
 """
@@ -18,7 +19,7 @@ import json
 import torch
 
 import rnnpool_ops
-from benchmarks import early_exit, gated_skip, isa_report, report
+from benchmarks import early_exit, gated_skip, gpu_sweep, isa_report, report
 from benchmarks.report import machine_info, slug, write_results
 
 
@@ -44,6 +45,8 @@ def runs(quick, threads):
     ]
     if torch.cuda.is_available():
         selected.append(("gated-skip sparsity sweep, CUDA", gated_skip.main, reps(15) + ["--device", "cuda"]))
+        quick_gpu = ["--batches", "1", "8", "--warmup-ms", "10", "--rep-ms", "30"] if quick else []
+        selected.append(("patch sweep on the GPU", gpu_sweep.main, quick_gpu))
     return selected
 
 

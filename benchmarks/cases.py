@@ -4,15 +4,12 @@ from dataclasses import dataclass
 
 import torch
 
+from benchmarks.flops import input_projection_macs, pooling_macs, recurrence_macs
 from rnnpool_ops import ReX2d, RNNPool2d
 
 # Which backend stands for which side of the comparison.
 BACKENDS = {"fused": "cpp", "unfused": "reference"}
 PASSES = ("forward", "forward+backward")
-
-# Input projections per cell: FastGRNN shares W (and U) between its gate and
-# its update, GRU has three blocks (r, z, n).
-GATE_BLOCKS = {"fastgrnn": 1, "gru": 3}
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,6 @@ def forward_flops(case):
     edge: vertically overlapping patches share it) and per distinct column sequence; RNN2's
     input projection once per summary a patch reads, its recurrence per direction; ReX's f_L.
     """
-    gates = GATE_BLOCKS[case.cell]
     h1, h2, k = case.hidden1, case.hidden2, case.kernel
     out_h, out_w = case.output_size()
     patches = case.batch * out_h * out_w
@@ -70,13 +66,11 @@ def forward_flops(case):
     def covered(out):  # padded rows (or columns) some patch covers
         return sum(1 for y in range((out - 1) * case.stride + k) if y % case.stride < k)
 
-    input_projection = case.batch * case.height * case.width * case.channels * gates * h1
+    input_projection = case.batch * case.height * case.width * input_projection_macs(case.channels, h1, case.cell)
     sequences = case.batch * (out_w * covered(out_h) + out_h * covered(out_w))
-    rnn1 = sequences * k * h1 * gates * h1
-    summaries_read = k * (("R" in case.parts) + ("C" in case.parts))
-    rnn2 = patches * summaries_read * (h1 + 2 * h2) * gates * h2
-    projection = patches * (2 * k * h1) * (4 * h2) if "G" in case.parts else 0
-    return 2 * (input_projection + rnn1 + rnn2 + projection)
+    rnn1 = sequences * k * recurrence_macs(h1, case.cell)
+    pooling = patches * pooling_macs((k, k), h1, h2, case.cell, case.parts)
+    return 2 * (input_projection + rnn1 + pooling)
 
 
 def pass_flops(case, pass_name):
@@ -116,22 +110,28 @@ def build(case, seed=0):
 
 
 def make_step(layer, x, backend, pass_name):
-    """One repetition of a pass on a backend, as a zero-argument callable."""
+    """One repetition of a pass on a backend, as a zero-argument callable.
+
+    backend=None runs a module that has no backend to choose (a baseline).
+    """
+    def run(inputs):
+        if backend is not None:
+            layer.backend = backend
+        return layer(inputs)
+
     if pass_name == "forward":
 
         def step():
-            layer.backend = backend
             with torch.no_grad():
-                layer(x)
+                run(x)
 
         return step
 
     x = x.detach().requires_grad_()
 
     def step():
-        layer.backend = backend
         layer.zero_grad(set_to_none=True)
         x.grad = None
-        layer(x).sum().backward()
+        run(x).sum().backward()
 
     return step

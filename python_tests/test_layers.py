@@ -1,9 +1,15 @@
 """RNNPool2d / ReX2d modules: construction, backends, EdgeML checkpoints, the golden trace."""
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import rnnpool_ops
 from rnnpool_ops import FastGRNNCell, ReX2d, RNNPool2d, functional
@@ -173,5 +179,62 @@ def test_functional_forms_match_layers():
 
 def test_cpp_backend_rejects_non_cpu_tensors():
     layer = RNNPool2d(3, 4, 2, 2, backend="cpp").to("meta")
-    with pytest.raises(ValueError, match="backend='cpp' runs on CPU tensors"):
+    with pytest.raises(ValueError, match="backend='cpp' runs on CPU tensors, and on CUDA tensors when the "
+                                         "extension is built with its CUDA kernel .*got x on meta"):
         layer(torch.zeros(1, 3, 4, 4, device="meta"))
+
+
+def fake_cuda_tensor():
+    """A tensor whose device is CUDA, without a GPU: backend resolution looks at the device only."""
+    with FakeTensorMode():
+        return torch.empty(1, device="cuda")
+
+
+@pytest.mark.parametrize("cpp_cuda, triton_ok, expected", [
+    (True, True, "cpp"), (False, True, "triton"), (False, False, "reference"),
+])
+def test_auto_backend_on_cuda_tensors(monkeypatch, cpp_cuda, triton_ok, expected):
+    monkeypatch.setattr(functional, "_CPP_HAS_CUDA_KERNEL", cpp_cuda)
+    monkeypatch.setattr(functional.triton_sweep, "available", lambda: triton_ok)
+    assert functional._resolve_backend("auto", fake_cuda_tensor()) == expected
+
+
+def test_cpp_backend_on_cuda_tensors_needs_the_cuda_kernel(monkeypatch):
+    x = fake_cuda_tensor()
+    monkeypatch.setattr(functional, "_CPP_HAS_CUDA_KERNEL", False)
+    with pytest.raises(ValueError, match=r"\(this build has no CUDA kernel\); got x on cuda"):
+        functional._resolve_backend("cpp", x)
+    monkeypatch.setattr(functional, "_CPP_HAS_CUDA_KERNEL", True)
+    assert functional._resolve_backend("cpp", x) == "cpp"
+
+
+def test_triton_backend_device_rules(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    for x in (torch.zeros(1), torch.zeros(1, device="meta")):
+        with pytest.raises(ValueError, match=f"backend='triton' runs on CUDA tensors .*got x on {x.device.type}"):
+            functional._resolve_backend("triton", x)
+    monkeypatch.setattr(functional.triton_sweep, "available", lambda: False)
+    with pytest.raises(RuntimeError, match="backend='triton' needs triton"):
+        functional._resolve_backend("triton", fake_cuda_tensor())
+
+
+def test_import_and_fallbacks_without_triton():
+    """A machine without triton: the package imports, "auto" never picks Triton, asking for it says why."""
+    script = textwrap.dedent("""
+        import sys
+
+        class NoTriton:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "triton":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        sys.meta_path.insert(0, NoTriton())
+        import torch
+        from rnnpool_ops import RNNPool2d, functional, triton_sweep
+
+        assert not triton_sweep.available() and "No module named 'triton'" in triton_sweep.unavailable_reason()
+        assert RNNPool2d(3, 4, 4, 2)(torch.randn(1, 3, 4, 4)).shape == (1, 16, 2, 2)
+    """)
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,6 +1,8 @@
 """rnnpool-ops: fused RNNPool and ReX operators for PyTorch.
 
-torch.ops.rnnpool.forward / backward are registered on import (see csrc/rnnpool.cpp).
+torch.ops.rnnpool.forward / backward are registered on import (see csrc/rnnpool.cpp); the Triton
+backend's rnnpool::forward_triton / backward_triton (rnnpool_ops.triton_sweep) on import where a GPU
+is present, else when first used.
 """
 
 from . import _ops, analysis, functional, models, multiexit, reference, swap

@@ -1,4 +1,9 @@
-"""RNNPool2d and ReX2d: modules holding the cells (rnn1, rnn2) and, for ReX, the projection f_L."""
+"""RNNPool2d and ReX2d: modules holding the cells (rnn1, rnn2) and, for ReX, the projection f_L.
+
+Their `backend` ("auto", "cpp", "triton", "reference"; rnnpool_ops.functional says what each runs on)
+is an attribute and may be changed after construction (rnnpool_ops.swap.set_backend does it for a
+whole model).
+"""
 
 from torch import nn
 from torch.nn.modules.utils import _pair

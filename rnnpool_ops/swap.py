@@ -167,7 +167,12 @@ def convert_edgeml_modules(model, kernel_size, stride=None, padding=0, input_sha
 
 
 def set_backend(model, backend):
-    """Set the backend ("auto", "cpp", "reference") of every RNNPool2d/ReX2d in model; their names."""
+    """Set the backend of every RNNPool2d/ReX2d in model; returns their names.
+
+    backend is one of rnnpool_ops.functional.BACKENDS: "auto" (the fused C++ op where it runs on the
+    tensors' device, else Triton on CUDA, else the reference), "cpp", "triton" or "reference"; see
+    rnnpool_ops.functional for what each runs on.
+    """
     _check_backend(backend)
     names = [name for name, m in model.named_modules() if isinstance(m, _PatchSweep2d)]
     if not names:
