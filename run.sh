@@ -42,6 +42,12 @@ build_extension() {
   fi
   log "building the extension"
   "$PY" -m pip install -q --no-build-isolation -e .
+  # CI sets RNNPOOL_REQUIRE_CUDA=1: the CUDA kernels must have been compiled (no GPU needed).
+  if [[ "${RNNPOOL_REQUIRE_CUDA:-0}" == 1 ]] &&
+    ! "$PY" -c 'import rnnpool_ops, sys; sys.exit(not rnnpool_ops.cuda_kernels_available())'; then
+    log "FAILED: the extension was built without its CUDA kernels (see setup.py: nvcc, CUDA_HOME)"
+    return 1
+  fi
   touch "$stamp"
 }
 
@@ -82,9 +88,9 @@ run_tests() {
   core_tests
   log "Python tests"
   "$PY" -m pytest python_tests -q "$@"
-  # Its own process: TRITON_INTERPRET must be set before triton is imported.
+  # Their own process: TRITON_INTERPRET must be set before triton is imported.
   log "Triton kernels under the interpreter"
-  "$PY" -m pytest python_tests/interpreter/triton_interpreter_checks.py -q
+  "$PY" -m pytest python_tests/interpreter/triton_interpreter_checks.py python_tests/interpreter/triton_sweep_checks.py -q
   isa_kernel_tests
 }
 

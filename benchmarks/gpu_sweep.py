@@ -42,11 +42,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def cpp_has_cuda_kernel():
-    return rnnpool_ops.extension_available() and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "rnnpool::forward", "CUDA")
-
-
 class UnfoldGRU(nn.Module):
     """The sweep's data flow with cuDNN GRUs: RNN1 over every patch row and column at once, RNN2 a
     bidirectional nn.GRU over the summaries (separate reverse weights: not the op's math)."""
@@ -95,7 +90,7 @@ def measure(case, warmup_ms, rep_ms):
     layer, x = build(case)
     layer, x = layer.cuda(), x.cuda()
     steps = {backend: (layer, backend) for backend in ("reference", "triton")}
-    if cpp_has_cuda_kernel():
+    if rnnpool_ops.cuda_kernels_available():
         steps["cpp"] = (layer, "cpp")
     if case.cell == "gru":
         steps["cudnn-gru"] = (UnfoldGRU(case).cuda(), None)
@@ -161,7 +156,7 @@ def main(argv=None):
             print(f"timing {name} N={batch} ...", flush=True)
             rows.extend(measure(case, args.warmup_ms, args.rep_ms))
     machine = dict(machine_info(), gpu=torch.cuda.get_device_name(), triton=triton.__version__,
-                   cpp_cuda_kernel=cpp_has_cuda_kernel())
+                   cpp_cuda_kernel=rnnpool_ops.cuda_kernels_available())
     settings = dict(cases=args.cases, batches=args.batches, warmup_ms=args.warmup_ms, rep_ms=args.rep_ms,
                     dtype="float32")
     report = markdown(rows, machine, settings)

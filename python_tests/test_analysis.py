@@ -1,6 +1,5 @@
 """Cost analysis on hand-computed cases: parameters, MAdds (conv, linear, RNNPool, ReX, LSTM), peak RAM."""
 
-import torch
 from torch import nn
 
 from rnnpool_ops import ReX2d, RNNPool2d

@@ -6,7 +6,7 @@ is present, else when first used.
 """
 
 from . import _ops, analysis, functional, models, multiexit, reference, swap
-from ._ops import available_cpu_isas, cpu_isa, extension_available, set_cpu_isa
+from ._ops import available_cpu_isas, cpu_isa, cuda_kernels_available, extension_available, set_cpu_isa
 from .cells import FastGRNNCell
 from .gated_skip import GatedSkipConv2d, hard_gate
 from .layers import ReX2d, RNNPool2d
@@ -16,6 +16,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FastGRNNCell", "RNNPool2d", "ReX2d", "GatedSkipConv2d", "hard_gate", "MultiExitNetwork", "functional",
-    "reference", "analysis", "models", "multiexit", "swap", "extension_available", "cpu_isa", "available_cpu_isas",
-    "set_cpu_isa",
+    "reference", "analysis", "models", "multiexit", "swap", "extension_available", "cuda_kernels_available",
+    "cpu_isa", "available_cpu_isas", "set_cpu_isa",
 ]

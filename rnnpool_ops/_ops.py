@@ -56,12 +56,10 @@ def require_extension():
         )
 
 
-def _register_sweep(namespace):
-    """Fake kernel and autograd for <namespace>::forward, whose gradients <namespace>::backward gives."""
-    forward_op = f"{namespace}::forward"
-    backward_op = getattr(torch.ops, namespace).backward
+def _register_fake_sweep(namespace):
+    """Fake kernels of the C++ ops <namespace>::forward and ::backward, for tracing."""
 
-    @torch.library.register_fake(forward_op)
+    @torch.library.register_fake(f"{namespace}::forward")
     def _forward_fake(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
                       gate_nonlinearity, update_nonlinearity, parts):
         shape = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding,
@@ -78,13 +76,18 @@ def _register_sweep(namespace):
             grad_proj,
         )
 
-    def _setup_context(ctx, inputs, output):
+
+def register_sweep_autograd(forward_op, backward_op):
+    """Autograd for a sweep op (the schema of rnnpool::forward) named forward_op, whose gradients
+    backward_op (the schema of rnnpool::backward) computes; used by every backend's ops."""
+
+    def setup_context(ctx, inputs, output):
         x, rnn1, rnn2, proj_weight, proj_bias, *config = inputs
         ctx.num_rnn1 = len(rnn1)
         ctx.config = config
         ctx.save_for_backward(x, proj_weight, proj_bias, *rnn1, *rnn2)
 
-    def _backward(ctx, grad_output):
+    def backward(ctx, grad_output):
         x, proj_weight, proj_bias, *cells = ctx.saved_tensors
         rnn1, rnn2 = cells[: ctx.num_rnn1], cells[ctx.num_rnn1 :]
         grad_x, grad_rnn1, grad_rnn2, grad_proj = backward_op(
@@ -94,7 +97,7 @@ def _register_sweep(namespace):
         no_grad_for_config = [None] * len(ctx.config)
         return (grad_x, grad_rnn1, grad_rnn2, grad_proj_weight, grad_proj_bias, *no_grad_for_config)
 
-    torch.library.register_autograd(forward_op, _backward, setup_context=_setup_context)
+    torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
 
 
 def cuda_kernels_available():
@@ -103,6 +106,8 @@ def cuda_kernels_available():
 
 
 if extension_available():
-    _register_sweep("rnnpool")
+    _register_fake_sweep("rnnpool")
+    register_sweep_autograd("rnnpool::forward", torch.ops.rnnpool.backward)
     # The CUDA algorithm run on the CPU, for tests (see csrc/sequences/emulated_runner.cpp).
-    _register_sweep("rnnpool_emulated")
+    _register_fake_sweep("rnnpool_emulated")
+    register_sweep_autograd("rnnpool_emulated::forward", torch.ops.rnnpool_emulated.backward)

@@ -84,8 +84,7 @@ def _triton_interpreter():
 
 # Looked up once (the extension registers its kernels when it loads, before this module runs), so
 # torch.compile reads a constant instead of tracing a dispatcher query.
-_CPP_HAS_CUDA_KERNEL = _ops.extension_available() and torch._C._dispatch_has_kernel_for_dispatch_key(
-    "rnnpool::forward", "CUDA")
+_CPP_HAS_CUDA_KERNEL = _ops.cuda_kernels_available()
 
 
 def rnnpool2d(x, rnn1, rnn2, kernel_size, stride=None, padding=0, cell="fastgrnn", gate="sigmoid",

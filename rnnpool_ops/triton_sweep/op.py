@@ -11,6 +11,7 @@ there: test the launchers and sweep.forward/backward directly.
 import torch
 from torch.library import triton_op
 
+from .._ops import register_sweep_autograd
 from . import sweep
 
 _CONFIG = ("int[2] kernel_size, int[2] stride, int[2] padding, str cell, str gate_nonlinearity, "
@@ -35,20 +36,4 @@ def backward_triton(grad_output, x, rnn1, rnn2, proj_weight, proj_bias, kernel_s
                           gate_nonlinearity, update_nonlinearity, parts)
 
 
-def _setup_context(ctx, inputs, output):
-    x, rnn1, rnn2, proj_weight, proj_bias, *config = inputs
-    ctx.num_rnn1 = len(rnn1)
-    ctx.config = config
-    ctx.save_for_backward(x, proj_weight, proj_bias, *rnn1, *rnn2)
-
-
-def _backward(ctx, grad_output):
-    x, proj_weight, proj_bias, *cells = ctx.saved_tensors
-    rnn1, rnn2 = cells[:ctx.num_rnn1], cells[ctx.num_rnn1:]
-    grad_x, grad_rnn1, grad_rnn2, grad_proj = torch.ops.rnnpool.backward_triton(
-        grad_output, x, rnn1, rnn2, proj_weight, proj_bias, *ctx.config)
-    grad_proj_weight, grad_proj_bias = grad_proj if grad_proj else (None, None)
-    return (grad_x, grad_rnn1, grad_rnn2, grad_proj_weight, grad_proj_bias, *[None] * len(ctx.config))
-
-
-forward_triton.register_autograd(_backward, setup_context=_setup_context)
+register_sweep_autograd("rnnpool::forward_triton", torch.ops.rnnpool.backward_triton)
