@@ -32,10 +32,11 @@ VARIANTS = {
 def make_args(geometry, variant, dtype=torch.float64, seed=0, hidden=(5, 3), device="cpu"):
     """The op's arguments as a dict, random leaf tensors (zeta and nu too: the defaults saturate).
 
-    geometry: a GEOMETRIES name or its (N, C, H, W, kernel, stride, padding) tuple.
+    geometry: a GEOMETRIES name or its (N, C, H, W, kernel, stride, padding) tuple; variant: a
+    VARIANTS name or its (cell, gate, update, parts) tuple.
     """
     n, c, h, w, kernel, stride, padding = GEOMETRIES.get(geometry, geometry)
-    cell, gate, update, parts = VARIANTS[variant]
+    cell, gate, update, parts = VARIANTS.get(variant, variant)
     kernel = _pair(kernel)
     gen = torch.Generator().manual_seed(seed)
     h1, h2 = hidden

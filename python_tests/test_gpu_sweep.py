@@ -15,7 +15,8 @@ import torch
 from rnnpool_ops import _ops, reference
 from rnnpool_ops.cells import cell_nonlinearities, cell_parameters
 from test_layers import golden_layer
-from test_ops import GEOMETRIES, VARIANTS, forward_and_grads, in_float64, make_args, tensor_inputs
+from sweep_cases import convert, tensor_inputs
+from test_ops import GEOMETRIES, VARIANTS, forward_and_grads, in_float64, make_args
 from tensor_layouts import NON_CONTIGUOUS_LAYOUTS, non_contiguous
 
 EMULATED_SCHEDULES = {"loop": "loop", "threads_in_order": "forward", "threads_reversed": "reverse"}
@@ -39,14 +40,7 @@ def impl(request, monkeypatch):
 
 def on_device(args, device):
     """The same arguments with every tensor a leaf on `device`."""
-    def move(value):
-        if isinstance(value, list):
-            return [move(item) for item in value]
-        if torch.is_tensor(value):
-            return value.detach().to(device).requires_grad_(value.requires_grad)
-        return value
-
-    return {name: move(value) for name, value in args.items()}
+    return convert(args, lambda t: t.detach().to(device).requires_grad_(t.requires_grad))
 
 
 def run_op(impl, args):

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from torch.nn.modules.utils import _pair
 
+import sweep_cases
 from argument_cases import BAD_ARGS, valid_args
+from sweep_cases import convert, tensor_inputs
 from tensor_layouts import NON_CONTIGUOUS_LAYOUTS, non_contiguous
 from rnnpool_ops import functional, reference
 from rnnpool_ops.cells import parameter_shapes
@@ -36,35 +37,7 @@ HIDDEN1, HIDDEN2 = 5, 3
 
 def make_args(geometry, variant, dtype=torch.float64, seed=0, hidden=(HIDDEN1, HIDDEN2)):
     """The op's arguments with random (not default-initialised) leaf parameters."""
-    n, c, h, w, kernel, stride, padding = GEOMETRIES[geometry]
-    cell, gate, update, parts = VARIANTS[variant]
-    kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
-    gen = torch.Generator().manual_seed(seed)
-    h1, h2 = hidden
-
-    def leaf(*shape, scale=0.6):
-        return (scale * torch.randn(*shape, dtype=dtype, generator=gen)).requires_grad_()
-
-    proj = "G" in parts
-    return dict(
-        x=leaf(n, c, h, w, scale=1.0),
-        rnn1=[leaf(*s) for s in parameter_shapes(cell, c, h1)],
-        rnn2=[leaf(*s) for s in parameter_shapes(cell, h1, h2)],
-        proj_weight=leaf(4 * h2, (kernel[0] + kernel[1]) * h1) if proj else None,
-        proj_bias=leaf(4 * h2) if proj else None,
-        kernel_size=list(kernel),
-        stride=list(stride),
-        padding=list(padding),
-        cell=cell,
-        gate_nonlinearity=gate,
-        update_nonlinearity=update,
-        parts=parts,
-    )
-
-
-def tensor_inputs(args):
-    tensors = [args["x"], *args["rnn1"], *args["rnn2"]]
-    return tensors + [t for t in (args["proj_weight"], args["proj_bias"]) if t is not None]
+    return sweep_cases.make_args(GEOMETRIES[geometry], VARIANTS[variant], dtype, seed, hidden)
 
 
 def fused(args):
@@ -82,14 +55,7 @@ def forward_and_grads(run, args, grad_output=None):
 
 def in_float64(args):
     """The same arguments with every tensor as a float64 leaf (same values)."""
-    def convert(value):
-        if isinstance(value, list):
-            return [convert(item) for item in value]
-        if torch.is_tensor(value):
-            return value.detach().double().requires_grad_(value.requires_grad)
-        return value
-
-    return {name: convert(value) for name, value in args.items()}
+    return convert(args, lambda t: t.detach().double().requires_grad_(t.requires_grad))
 
 
 def assert_matches_reference(args, rtol, atol):

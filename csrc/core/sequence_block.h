@@ -20,7 +20,7 @@
 RNNPOOL_BEGIN_ISA_NAMESPACE
 
 constexpr int kTargetThreadsPerBlock = 128;
-// A team is one block at most; at 512 threads the kernels' registers (up to 80 each) still fit an SM.
+// A team is one block at most; at 512 threads the kernels' registers (up to 96 each) still fit an SM.
 constexpr int kMaxTeamHidden = 512;
 // Weights above this stay in global memory (read through L1) rather than in shared memory.
 constexpr int64_t kMaxSharedWeightBytes = 96 * 1024;

@@ -3,7 +3,6 @@
 // describes (teams of threads per sequence, weights and states in shared memory).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "../sequences/pipeline.h"
@@ -47,33 +46,11 @@ class CudaRunner final : public SequenceRunner {
   }
 };
 
-at::Tensor forward_cuda(const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
-                        const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias,
-                        at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                        c10::string_view cell, c10::string_view gate, c10::string_view update, c10::string_view parts) {
-  const SweepArgs a = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
-                                       gate, update, parts);
-  const c10::cuda::CUDAGuard device_guard(x.device());
-  return sequence_sweep_forward(CudaRunner(), a, x, rnn1, rnn2, proj_weight, proj_bias);
-}
-
-SweepGradients backward_cuda(const at::Tensor& grad_output, const at::Tensor& x, at::TensorList rnn1,
-                             at::TensorList rnn2, const c10::optional<at::Tensor>& proj_weight,
-                             const c10::optional<at::Tensor>& proj_bias, at::IntArrayRef kernel_size,
-                             at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
-                             c10::string_view gate, c10::string_view update, c10::string_view parts) {
-  const SweepArgs a = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
-                                       gate, update, parts);
-  check_grad_output(grad_output, x, a.shape);
-  const c10::cuda::CUDAGuard device_guard(x.device());
-  return sequence_sweep_backward(CudaRunner(), a, grad_output, x, rnn1, rnn2, proj_weight, proj_bias);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rnnpool, CUDA, m) {
-  m.impl("forward", &forward_cuda);
-  m.impl("backward", &backward_cuda);
+  m.impl("forward", &sequence_sweep_forward_kernel<CudaRunner>);
+  m.impl("backward", &sequence_sweep_backward_kernel<CudaRunner>);
 }
 
 }  // namespace rnnpool

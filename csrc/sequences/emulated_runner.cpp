@@ -92,7 +92,7 @@ thread_local FiberBlock* FiberBlock::running_ = nullptr;
 
 class EmulatedRunner final : public SequenceRunner {
  public:
-  explicit EmulatedRunner(Schedule schedule) : schedule_(schedule) {}
+  EmulatedRunner() : schedule_(schedule_from_environment()) {}
 
   void forward(const SequenceJob<float>& job) const override { run<false>(job); }
   void forward(const SequenceJob<double>& job) const override { run<false>(job); }
@@ -145,34 +145,11 @@ class EmulatedRunner final : public SequenceRunner {
   Schedule schedule_;
 };
 
-at::Tensor forward_emulated(const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
-                            const c10::optional<at::Tensor>& proj_weight, const c10::optional<at::Tensor>& proj_bias,
-                            at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                            c10::string_view cell, c10::string_view gate, c10::string_view update,
-                            c10::string_view parts) {
-  const SweepArgs a = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
-                                       gate, update, parts);
-  const EmulatedRunner runner(schedule_from_environment());
-  return sequence_sweep_forward(runner, a, x, rnn1, rnn2, proj_weight, proj_bias);
-}
-
-SweepGradients backward_emulated(const at::Tensor& grad_output, const at::Tensor& x, at::TensorList rnn1,
-                                 at::TensorList rnn2, const c10::optional<at::Tensor>& proj_weight,
-                                 const c10::optional<at::Tensor>& proj_bias, at::IntArrayRef kernel_size,
-                                 at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
-                                 c10::string_view gate, c10::string_view update, c10::string_view parts) {
-  const SweepArgs a = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
-                                       gate, update, parts);
-  check_grad_output(grad_output, x, a.shape);
-  const EmulatedRunner runner(schedule_from_environment());
-  return sequence_sweep_backward(runner, a, grad_output, x, rnn1, rnn2, proj_weight, proj_bias);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rnnpool_emulated, CPU, m) {
-  m.impl("forward", &forward_emulated);
-  m.impl("backward", &backward_emulated);
+  m.impl("forward", &sequence_sweep_forward_kernel<EmulatedRunner>);
+  m.impl("backward", &sequence_sweep_backward_kernel<EmulatedRunner>);
 }
 
 }  // namespace rnnpool

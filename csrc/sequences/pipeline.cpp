@@ -1,5 +1,7 @@
 #include "pipeline.h"
 
+#include <c10/core/DeviceGuard.h>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -265,20 +267,30 @@ auto with_compute_type(const at::Tensor& x, F&& f) {
 
 }  // namespace
 
-at::Tensor sequence_sweep_forward(const SequenceRunner& runner, const SweepArgs& args, const at::Tensor& x,
-                                  at::TensorList rnn1, at::TensorList rnn2,
-                                  const c10::optional<at::Tensor>& proj_weight,
-                                  const c10::optional<at::Tensor>& proj_bias) {
+at::Tensor sequence_sweep_forward(const SequenceRunner& runner, const at::Tensor& x, at::TensorList rnn1,
+                                  at::TensorList rnn2, const c10::optional<at::Tensor>& proj_weight,
+                                  const c10::optional<at::Tensor>& proj_bias, at::IntArrayRef kernel_size,
+                                  at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
+                                  c10::string_view gate, c10::string_view update, c10::string_view parts) {
+  const SweepArgs args = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
+                                          gate, update, parts);
+  const at::OptionalDeviceGuard device_guard(x.device());
   return with_compute_type(x, [&](auto type) {
     using T = decltype(type);
     return SequencePipeline<T>(runner, args, x, rnn1, rnn2, proj_weight, proj_bias).forward().to(x.scalar_type());
   });
 }
 
-SweepGradients sequence_sweep_backward(const SequenceRunner& runner, const SweepArgs& args,
-                                       const at::Tensor& grad_output, const at::Tensor& x, at::TensorList rnn1,
-                                       at::TensorList rnn2, const c10::optional<at::Tensor>& proj_weight,
-                                       const c10::optional<at::Tensor>& proj_bias) {
+SweepGradients sequence_sweep_backward(const SequenceRunner& runner, const at::Tensor& grad_output,
+                                       const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
+                                       const c10::optional<at::Tensor>& proj_weight,
+                                       const c10::optional<at::Tensor>& proj_bias, at::IntArrayRef kernel_size,
+                                       at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
+                                       c10::string_view gate, c10::string_view update, c10::string_view parts) {
+  const SweepArgs args = check_sweep_args(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
+                                          gate, update, parts);
+  check_grad_output(grad_output, x, args.shape);
+  const at::OptionalDeviceGuard device_guard(x.device());
   return with_compute_type(x, [&](auto type) {
     using T = decltype(type);
     auto [dx, g1, g2, gproj] =

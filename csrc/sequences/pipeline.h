@@ -37,16 +37,42 @@ class SequenceRunner {
 using SweepGradients =
     std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>>;
 
-// rnnpool::forward / rnnpool::backward through the runner, for checked arguments (check_sweep_args).
-// float16 and bfloat16 inputs are computed in float32 and the results cast back.
-at::Tensor sequence_sweep_forward(const SequenceRunner& runner, const SweepArgs& args, const at::Tensor& x,
-                                  at::TensorList rnn1, at::TensorList rnn2,
-                                  const c10::optional<at::Tensor>& proj_weight,
-                                  const c10::optional<at::Tensor>& proj_bias);
+// rnnpool::forward / rnnpool::backward through a runner: the arguments are checked
+// (check_sweep_args), the device of x guarded, and float16/bfloat16 inputs computed in float32 with
+// the results cast back.
+at::Tensor sequence_sweep_forward(const SequenceRunner& runner, const at::Tensor& x, at::TensorList rnn1,
+                                  at::TensorList rnn2, const c10::optional<at::Tensor>& proj_weight,
+                                  const c10::optional<at::Tensor>& proj_bias, at::IntArrayRef kernel_size,
+                                  at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
+                                  c10::string_view gate, c10::string_view update, c10::string_view parts);
 
-SweepGradients sequence_sweep_backward(const SequenceRunner& runner, const SweepArgs& args,
-                                       const at::Tensor& grad_output, const at::Tensor& x, at::TensorList rnn1,
-                                       at::TensorList rnn2, const c10::optional<at::Tensor>& proj_weight,
-                                       const c10::optional<at::Tensor>& proj_bias);
+SweepGradients sequence_sweep_backward(const SequenceRunner& runner, const at::Tensor& grad_output,
+                                       const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
+                                       const c10::optional<at::Tensor>& proj_weight,
+                                       const c10::optional<at::Tensor>& proj_bias, at::IntArrayRef kernel_size,
+                                       at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
+                                       c10::string_view gate, c10::string_view update, c10::string_view parts);
+
+// The two as kernels for TORCH_LIBRARY_IMPL, with a default-constructed Runner.
+template <class Runner>
+at::Tensor sequence_sweep_forward_kernel(const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
+                                         const c10::optional<at::Tensor>& proj_weight,
+                                         const c10::optional<at::Tensor>& proj_bias, at::IntArrayRef kernel_size,
+                                         at::IntArrayRef stride, at::IntArrayRef padding, c10::string_view cell,
+                                         c10::string_view gate, c10::string_view update, c10::string_view parts) {
+  return sequence_sweep_forward(Runner(), x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell,
+                                gate, update, parts);
+}
+
+template <class Runner>
+SweepGradients sequence_sweep_backward_kernel(const at::Tensor& grad_output, const at::Tensor& x, at::TensorList rnn1,
+                                              at::TensorList rnn2, const c10::optional<at::Tensor>& proj_weight,
+                                              const c10::optional<at::Tensor>& proj_bias,
+                                              at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                              at::IntArrayRef padding, c10::string_view cell, c10::string_view gate,
+                                              c10::string_view update, c10::string_view parts) {
+  return sequence_sweep_backward(Runner(), grad_output, x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride,
+                                 padding, cell, gate, update, parts);
+}
 
 }  // namespace rnnpool
