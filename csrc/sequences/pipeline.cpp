@@ -151,12 +151,14 @@ class SequencePipeline {
         g2.params[0].addmm_(d_s2.t(), summary_rows);
         d_summaries.view({-1, s.hidden1}).addmm_(d_s2, rnn2_.input_weight());
       }
-      const at::Tensor pixels = channels_last_rows(x);
-      const at::Tensor d_xp = backward_sequences(SequenceSet::PatchLines, count, rnn1_, project(pixels, rnn1_),
-                                                 d_summaries, g1, pixels.size(0));
-      g1.params[0].addmm_(d_xp.t(), pixels);
-      dx.narrow(0, first, count)
-          .copy_(at::mm(d_xp, rnn1_.input_weight()).view({count, s.height, s.width, s.channels}).permute({0, 3, 1, 2}));
+      const at::Tensor d_xp = backward_sequences(SequenceSet::PatchLines, count, rnn1_, project_pixels(x),
+                                                 d_summaries, g1, count * s.pixels());
+      // Both GEMMs read x and write dx in NCHW, as planes [C, H W] per sample: no layout copies.
+      const at::Tensor d_xp_planes = d_xp.view({count, s.pixels(), -1}).transpose(1, 2);  // [n, g h1, H W]
+      const at::Tensor planes = x.reshape({count, s.channels, s.pixels()});
+      g1.params[0].add_(at::matmul(d_xp_planes, planes.transpose(1, 2)).sum(0));
+      at::Tensor dx_planes = dx.narrow(0, first, count).view({count, s.channels, s.pixels()});
+      at::bmm_out(dx_planes, rnn1_.input_weight().t().expand({count, s.channels, -1}), d_xp_planes);
     }
     std::vector<at::Tensor> d_proj;
     if (s.global) d_proj = {d_proj_weight, d_proj_bias};
@@ -171,9 +173,12 @@ class SequencePipeline {
                             s.stride_h, s.stride_w, s.pad_h, s.pad_w};
   }
 
-  // [n H W, C]: one row per pixel, in the order SequenceGeometry::input_row numbers them.
-  at::Tensor channels_last_rows(const at::Tensor& x) const {
-    return x.permute({0, 2, 3, 1}).reshape({-1, shape_.channels});
+  // RNN1's input projection of every pixel of x [n, C, H, W] (no bias): [n H W, gates h1], one row
+  // per pixel in the order SequenceGeometry::input_row numbers them. A batched GEMM reads each
+  // sample's [C, H W] planes transposed, so x is never copied to channels-last.
+  at::Tensor project_pixels(const at::Tensor& x) const {
+    const at::Tensor planes = x.reshape({x.size(0), shape_.channels, shape_.pixels()});
+    return at::matmul(planes.transpose(1, 2), rnn1_.input_weight().t()).view({x.size(0) * shape_.pixels(), -1});
   }
 
   // The input projection of every row of `rows` (no bias): [rows, gates hidden].
@@ -184,7 +189,7 @@ class SequencePipeline {
     const SweepShape& s = shape_;
     const int64_t P = x.size(0) * s.patches();
     at::Tensor summaries = at::empty({P, s.summaries() * s.hidden1}, x_.options());
-    const at::Tensor inputs = project(channels_last_rows(x), rnn1_);  // outlives the job
+    const at::Tensor inputs = project_pixels(x);  // outlives the job
     SequenceJob<T> job = make_job<T>(geometry(SequenceSet::PatchLines), P * s.summaries(), rnn1_, inputs);
     job.final_state = summaries.data_ptr<T>();
     runner_.forward(job);
