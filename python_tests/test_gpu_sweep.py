@@ -160,9 +160,7 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available() or not _ops.cuda_ke
 def test_half_inputs_compute_in_float32(dtype):
     args = make_args("padding", "rex_gru", torch.float32, seed=2)
     want = reference.forward(**in_float64(args))
-    got = run_op("cuda", on_device({k: (v.to(dtype) if torch.is_tensor(v) else
-                                        [t.to(dtype) for t in v] if isinstance(v, list) and v and torch.is_tensor(v[0])
-                                        else v) for k, v in args.items()}, "cuda"))
+    got = run_op("cuda", convert(args, lambda t: t.detach().to("cuda", dtype)))
     assert got.dtype == dtype
     tol = 1e-2 if dtype == torch.float16 else 5e-2
     torch.testing.assert_close(got.float().cpu(), want.float(), rtol=tol, atol=tol)

@@ -98,6 +98,21 @@ def _load_vector(ptr, block, H, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
+def _load_gru_parameters(w_hh_ptr, bias_ih_ptr, bias_hh_ptr, H, BLOCK_H: tl.constexpr):
+    """weight_hh's r, z, n blocks (transposed, for h @ W^T) and bias_ih's and bias_hh's r, z, n parts."""
+    w_r = _load_transposed_block(w_hh_ptr, 0, H, BLOCK_H)
+    w_z = _load_transposed_block(w_hh_ptr, 1, H, BLOCK_H)
+    w_n = _load_transposed_block(w_hh_ptr, 2, H, BLOCK_H)
+    bi_r = _load_vector(bias_ih_ptr, 0, H, BLOCK_H)
+    bi_z = _load_vector(bias_ih_ptr, 1, H, BLOCK_H)
+    bi_n = _load_vector(bias_ih_ptr, 2, H, BLOCK_H)
+    bh_r = _load_vector(bias_hh_ptr, 0, H, BLOCK_H)
+    bh_z = _load_vector(bias_hh_ptr, 1, H, BLOCK_H)
+    bh_n = _load_vector(bias_hh_ptr, 2, H, BLOCK_H)
+    return w_r, w_z, w_n, bi_r, bi_z, bi_n, bh_r, bh_z, bh_n
+
+
+@triton.jit
 def _fastgrnn_gates(x_t, h, u_t, bias_gate, bias_update, GATE: tl.constexpr, UPDATE: tl.constexpr):
     """(gate argument, z, update argument, h~) of a FastGRNN step."""
     pre = x_t + _matmul(h, u_t)
@@ -151,15 +166,8 @@ def _sweep_forward_kernel(
             _, z, _, h_tilde = _fastgrnn_gates(x_t, h, u_t, bias_gate, bias_update, GATE, UPDATE)
             h = z * h + (s_zeta * (1.0 - z) + s_nu) * h_tilde
     else:
-        w_r = _load_transposed_block(w_hh_ptr, 0, H, BLOCK_H)
-        w_z = _load_transposed_block(w_hh_ptr, 1, H, BLOCK_H)
-        w_n = _load_transposed_block(w_hh_ptr, 2, H, BLOCK_H)
-        bi_r = _load_vector(bias_a_ptr, 0, H, BLOCK_H)
-        bi_z = _load_vector(bias_a_ptr, 1, H, BLOCK_H)
-        bi_n = _load_vector(bias_a_ptr, 2, H, BLOCK_H)
-        bh_r = _load_vector(bias_b_ptr, 0, H, BLOCK_H)
-        bh_z = _load_vector(bias_b_ptr, 1, H, BLOCK_H)
-        bh_n = _load_vector(bias_b_ptr, 2, H, BLOCK_H)
+        w_r, w_z, w_n, bi_r, bi_z, bi_n, bh_r, bh_z, bh_n = _load_gru_parameters(w_hh_ptr, bias_a_ptr, bias_b_ptr, H,
+                                                                                   BLOCK_H)
         for t in range(0, T):
             if STORE_STATES:
                 tl.store(states_ptr + state_rows + t * H, h, mask=mask)
@@ -231,18 +239,11 @@ def _sweep_backward_kernel(
         tl.store(sums + 2 * H, tl.sum(sum_zeta, axis=1), mask=seq_ok)
         tl.store(sums + 2 * H + 1, tl.sum(sum_nu, axis=1), mask=seq_ok)
     else:
-        w_r = _load_transposed_block(w_hh_ptr, 0, H, BLOCK_H)
-        w_z = _load_transposed_block(w_hh_ptr, 1, H, BLOCK_H)
-        w_n = _load_transposed_block(w_hh_ptr, 2, H, BLOCK_H)
+        w_r, w_z, w_n, bi_r, bi_z, bi_n, bh_r, bh_z, bh_n = _load_gru_parameters(w_hh_ptr, bias_a_ptr, bias_b_ptr, H,
+                                                                                   BLOCK_H)
         w_r_back = tl.trans(w_r)
         w_z_back = tl.trans(w_z)
         w_n_back = tl.trans(w_n)
-        bi_r = _load_vector(bias_a_ptr, 0, H, BLOCK_H)
-        bi_z = _load_vector(bias_a_ptr, 1, H, BLOCK_H)
-        bi_n = _load_vector(bias_a_ptr, 2, H, BLOCK_H)
-        bh_r = _load_vector(bias_b_ptr, 0, H, BLOCK_H)
-        bh_z = _load_vector(bias_b_ptr, 1, H, BLOCK_H)
-        bh_n = _load_vector(bias_b_ptr, 2, H, BLOCK_H)
         for step in range(0, T):
             t = T - 1 - step
             h = tl.load(states_ptr + (seq64 * T + t) * H + unit[None, :], mask=mask, other=0.0)
