@@ -12,6 +12,7 @@ without a GPU. Environment:
 import glob
 import os
 import platform
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # torch.utils.cpp_extension reads CUDA_HOME when it is imported; its own guess (the folder above
@@ -54,7 +55,7 @@ def sources(*patterns):
 
 
 class BuildWithIsaFlags(BuildExtension):
-    """Adds ISA_FLAGS to the files they name, and to no other file."""
+    """Adds ISA_FLAGS to the files they name (and to no other file), and compiles files in parallel."""
 
     def build_extension(self, ext):
         torch_compile = self.compiler._compile
@@ -66,10 +67,38 @@ class BuildWithIsaFlags(BuildExtension):
             torch_compile(obj, src, ext_name, cc_args, extra_postargs, pp_opts)
 
         self.compiler._compile = compile_one
+        self.compiler.compile = self._parallel_compile
         try:
             super().build_extension(ext)
         finally:
             self.compiler._compile = torch_compile
+            del self.compiler.compile  # back to the class's own
+
+    def _parallel_compile(self, sources, output_dir=None, macros=None, include_dirs=None, debug=0,
+                          extra_preargs=None, extra_postargs=None, depends=None):
+        """distutils' compile(), with the C++ files compiled MAX_JOBS (default: all cores) at a time.
+
+        ninja would do that, but its build file cannot give one file flags of its own. CUDA files
+        go first, one at a time: torch's compile step swaps the compiler executable to nvcc while it
+        compiles one.
+        """
+        compiler = self.compiler
+        macros, objects, extra_postargs, pp_opts, build = compiler._setup_compile(
+            output_dir, macros, include_dirs, sources, depends, extra_postargs)
+        cc_args = compiler._get_cc_args(pp_opts, debug, extra_preargs)
+        jobs = [(obj, *build[obj]) for obj in objects if obj in build]
+
+        def compile_job(job):
+            obj, src, ext_name = job
+            compiler._compile(obj, src, ext_name, cc_args, extra_postargs, pp_opts)
+
+        for job in jobs:
+            if job[1].endswith(".cu"):
+                compile_job(job)
+        workers = int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(compile_job, [job for job in jobs if not job[1].endswith(".cu")]))
+        return objects
 
 
 
@@ -127,7 +156,7 @@ setup(
     license="MIT",
     packages=find_packages(include=["rnnpool_ops", "rnnpool_ops.*"]),
     ext_modules=[ext],
-    # Per-file flags need distutils' one-file-at-a-time compile path, not ninja's.
+    # Per-file flags need distutils' compile path (made parallel above), not ninja's.
     cmdclass={"build_ext": BuildWithIsaFlags.with_options(use_ninja=False)},
     python_requires=">=3.10",
     install_requires=["torch>=2.4"],
