@@ -8,6 +8,7 @@ without a GPU. Environment:
   RNNPOOL_SKIP_CUDA=1     build the CPU kernels only (a quicker build)
   CUDA_HOME               the CUDA toolkit (default: /usr/local/cuda when it holds nvcc)
   TORCH_CUDA_ARCH_LIST    the GPU architectures; default: the visible GPU's, else "9.0" (H100/H200)
+  MAX_JOBS                files compiled at a time (default: all cores)
 """
 import glob
 import os

@@ -25,19 +25,21 @@ def load():
 
 
 def available():
-    """Whether triton imports here, so that load() works (asked once, then remembered)."""
+    """Whether the Triton backend loads here (asked once, then remembered); unavailable_reason() says why not."""
     global _available, _load_error
     if _available is None:
         try:
             load()
             _available = True
-        except ImportError as error:  # not installed, or a triton that does not fit this torch
+        # ImportError: not installed. Anything else: a triton or torch whose API differs from the one
+        # this was written for; `import rnnpool_ops` must still work (it loads this at import on a GPU).
+        except Exception as error:  # noqa: BLE001
             _available, _load_error = False, error
     return _available
 
 
 def unavailable_reason():
-    return f"triton does not import: {_load_error}"
+    return f"the Triton backend does not load: {type(_load_error).__name__}: {_load_error}"
 
 
 if torch.cuda.is_available():
