@@ -184,7 +184,7 @@ class SequenceTeam {
       for (int r = units_.first; r < H_ && t >= 0; r += units_.stride) hp[r] = job_.h_prev[row * H_ + r];
       sync();
       if (t >= 0) {
-        const T* x = input(t);
+        const T* x = input_at_row(job_.geometry.input_row(q_, t));
         T* record = job_.records + row * job_.record_width();
         for (int r = units_.first; r < H_; r += units_.stride) {
           if (job_.cell == CellKind::FastGRNN)
@@ -217,9 +217,10 @@ class SequenceTeam {
     sync();
     for (int64_t t = 0; t < steps_; ++t) {
       if (t < len_) {
-        const T* x = input(t);
+        const int64_t input_row = job_.geometry.input_row(q_, t);
+        const T* x = input_at_row(input_row);
         const int64_t row = record ? job_.geometry.record_row(q_, t) : 0;
-        if (record && units_.first == 0) job_.step_inputs[row] = job_.geometry.input_row(q_, t);
+        if (record && units_.first == 0) job_.step_inputs[row] = input_row;
         for (int r = units_.first; r < H_; r += units_.stride) {
           if (record) job_.h_prev[row * H_ + r] = h[r];
           h_next[r] = job_.cell == CellKind::FastGRNN ? fastgrnn_unit(x, h, r) : gru_unit(x, h, r).h;
@@ -234,9 +235,8 @@ class SequenceTeam {
     }
   }
 
-  // The input of step t, or null for a padding pixel (a zero input).
-  RNNPOOL_HD const T* input(int64_t t) const {
-    const int64_t row = job_.geometry.input_row(q_, t);
+  // The projected input in `row` (SequenceGeometry::input_row), or null for a padding pixel (a zero input).
+  RNNPOOL_HD const T* input_at_row(int64_t row) const {
     return row < 0 ? nullptr : job_.inputs + row * job_.gates() * H_;
   }
 
