@@ -132,6 +132,19 @@ def _gru_gates(x_r, x_z, x_n, h, w_r, w_z, w_n, b_r, b_z, b_n):
 
 
 @triton.jit
+def _program_sequences(in_base_ptr, in_step_ptr, num_seq, H, BLOCK: tl.constexpr, BLOCK_H: tl.constexpr):
+    """This program's BLOCK sequences: their indices, which exist, the hidden units, the [BLOCK, BLOCK_H]
+    mask of real (sequence, unit) pairs, and each unit's input offset at step 0 and the offset per step."""
+    seq = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    seq_ok = seq < num_seq
+    unit = tl.arange(0, BLOCK_H)
+    mask = seq_ok[:, None] & (unit < H)[None, :]
+    in_base = tl.load(in_base_ptr + seq, mask=seq_ok, other=0)[:, None] + unit[None, :]
+    in_step = tl.load(in_step_ptr + seq, mask=seq_ok, other=0)[:, None]
+    return seq, seq_ok, unit, mask, in_base, in_step
+
+
+@triton.jit
 def _sweep_forward_kernel(
     xp_ptr, in_base_ptr, in_step_ptr,
     final_ptr, final_base_ptr, final_stride,
@@ -145,12 +158,8 @@ def _sweep_forward_kernel(
     """Runs sequences from a zero state. fastgrnn: w_hh = U, bias_a/b = bias_gate/update, coef =
     [sigmoid(zeta), sigmoid(nu)]; gru: w_hh = weight_hh, bias_a/b = bias_ih/hh, coef unused.
     STORE_STATES writes the state before every step to states [num_seq, T, H] (for the backward)."""
-    seq = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    seq_ok = seq < num_seq
-    unit = tl.arange(0, BLOCK_H)
-    mask = seq_ok[:, None] & (unit < H)[None, :]
-    in_base = tl.load(in_base_ptr + seq, mask=seq_ok, other=0)[:, None] + unit[None, :]
-    in_step = tl.load(in_step_ptr + seq, mask=seq_ok, other=0)[:, None]
+    seq, seq_ok, unit, mask, in_base, in_step = _program_sequences(in_base_ptr, in_step_ptr, num_seq, H, BLOCK,
+                                                                   BLOCK_H)
     state_rows = seq.to(tl.int64)[:, None] * T * H + unit[None, :]
     h = tl.zeros((BLOCK, BLOCK_H), dtype=xp_ptr.dtype.element_ty)
     if CELL == 0:
@@ -198,12 +207,8 @@ def _sweep_backward_kernel(
     r, z, n), for gru also grad_hn [num_seq, T, H] = d(W_hn h + b_hn) (its r and z parts equal
     grad_x's); for fastgrnn per sequence sums [num_seq, 2H + 2]: d bias_gate, d bias_update,
     d sigmoid(zeta), d sigmoid(nu)."""
-    seq = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    seq_ok = seq < num_seq
-    unit = tl.arange(0, BLOCK_H)
-    mask = seq_ok[:, None] & (unit < H)[None, :]
-    in_base = tl.load(in_base_ptr + seq, mask=seq_ok, other=0)[:, None] + unit[None, :]
-    in_step = tl.load(in_step_ptr + seq, mask=seq_ok, other=0)[:, None]
+    seq, seq_ok, unit, mask, in_base, in_step = _program_sequences(in_base_ptr, in_step_ptr, num_seq, H, BLOCK,
+                                                                   BLOCK_H)
     seq64 = seq.to(tl.int64)[:, None]
     final_base = tl.load(final_base_ptr + seq, mask=seq_ok, other=0)[:, None]
     dh = tl.load(dfinal_ptr + final_base + unit[None, :] * final_stride, mask=mask, other=0.0)
