@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from benchmarks.report import machine_info, slug, write_results
+from benchmarks.report import header_lines, machine_info, slug, write_results
 from benchmarks.timing import interleaved_medians
 from rnnpool_ops.gated_skip import gated_skip_conv2d
 
@@ -95,11 +95,8 @@ def targets_met(rows):
 
 def markdown(rows, machine, settings, met):
     lines = [
-        "# Gated-skip convolution: fused op vs unfused reference (inference, hard gates)",
-        "",
-        *[f"- {key}: {value}" for key, value in machine.items()],
-        f"- settings: {settings}",
-        "",
+        *header_lines("Gated-skip convolution: fused op vs unfused reference (inference, hard gates)", machine,
+                      f"- settings: {settings}"),
         "| gates | active | fused ms | unfused ms | fused / unfused | fused / fused@100% |",
         "|---|---:|---:|---:|---:|---:|",
         *[

@@ -26,7 +26,7 @@ from torch import nn
 import rnnpool_ops
 from benchmarks.cases import CASES, PASSES, build, make_step
 from benchmarks.flops import sweep_macs
-from benchmarks.report import machine_info, slug, write_results
+from benchmarks.report import case_lines, header_lines, machine_info, slug, write_results
 
 DEFAULT_CASES = ("mobilenetv2-rnnpool-stem", "rex-mobilenetv2")
 DEFAULT_BATCHES = (1, 8, 64, 256)
@@ -121,11 +121,8 @@ def _number(value, spec, missing="-"):
 
 def markdown(rows, machine, settings):
     lines = [
-        "# Patch sweep on the GPU: reference, Triton, fused CUDA op, cuDNN GRU",
-        "",
-        *[f"- {key}: {value}" for key, value in machine.items()],
-        f"- settings: {settings}",
-        "",
+        *header_lines("Patch sweep on the GPU: reference, Triton, fused CUDA op, cuDNN GRU", machine,
+                      f"- settings: {settings}"),
         "| case | N | pass | path | ms | vs reference | GFLOP/s |",
         "|---|---:|---|---|---:|---:|---:|",
         *[f"| {r['case']} | {r['batch']} | {r['pass_name']} | {r['path']} | {_number(r['ms'], '.2f', 'OOM')} "
@@ -136,8 +133,7 @@ def markdown(rows, machine, settings):
         "cudnn-gru is F.unfold + nn.GRU with a bidirectional RNN2 that has separate reverse weights: not the "
         "op's math (SPEC section 1), a speed reference only.",
         "",
-        "Cases (N as in each row):",
-        *[f"- `{name}`: {CASES[name].describe()}" for name in settings["cases"]],
+        *case_lines(settings["cases"], "Cases (N as in each row):"),
         "",
     ]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import torch
 
 import rnnpool_ops
 from benchmarks.cases import CASES, PASSES, build, make_step
-from benchmarks.report import machine_info, slug, write_results
+from benchmarks.report import case_lines, header_lines, machine_info, slug, write_results
 from benchmarks.timing import interleaved_medians
 
 UNFUSED = "unfused reference"
@@ -82,16 +82,13 @@ def main(argv=None):
     table = markdown_table(results, isas)
     print(table)
     report = [
-        "# CPU ISA builds: scalar vs vector paths vs the unfused reference",
-        "",
-        *[f"- {key}: {value}" for key, value in machine.items()],
-        f"- default build here: {default_isa}",
-        f"- repetitions: {args.reps} (median), warmup {args.warmup}, all paths interleaved in the same run",
-        "",
+        *header_lines("CPU ISA builds: scalar vs vector paths vs the unfused reference", machine,
+                      f"- default build here: {default_isa}",
+                      f"- repetitions: {args.reps} (median), warmup {args.warmup}, all paths interleaved in the same "
+                      "run"),
         table,
         "",
-        "Cases:",
-        *[f"- `{name}`: {CASES[name].describe()}" for name in args.cases],
+        *case_lines(args.cases),
         "",
     ]
     payload = {"machine": machine, "settings": settings, "results_ms": results}

@@ -80,24 +80,28 @@ def markdown_table(timings):
     return "\n".join(lines)
 
 
+def header_lines(title, machine, *notes):
+    """A result file's title, the machine it ran on (a "- key: value" line each), then the notes."""
+    return [f"# {title}", "", *[f"- {key}: {value}" for key, value in machine.items()], *notes, ""]
+
+
+def case_lines(names, heading="Cases:"):
+    """The benchmark cases' descriptions, under a heading."""
+    return [heading, *[f"- `{name}`: {CASES[name].describe()}" for name in names]]
+
+
 def markdown_report(table, machine, settings):
-    machine_lines = [f"- {key}: {value}" for key, value in machine.items()]
-    case_lines = [f"- `{name}`: {CASES[name].describe()}" for name in settings["cases"]]
     return "\n".join(
         [
-            "# CPU benchmark: fused (`cpp`) vs unfused (`reference`)",
-            "",
-            *machine_lines,
-            f"- repetitions: {settings['reps']} (median), warmup {settings['warmup']}, "
-            "fused and unfused interleaved in the same run",
-            "",
+            *header_lines("CPU benchmark: fused (`cpp`) vs unfused (`reference`)", machine,
+                          f"- repetitions: {settings['reps']} (median), warmup {settings['warmup']}, "
+                          "fused and unfused interleaved in the same run"),
             table,
             "",
             "Speedup = unfused / fused. GFLOP/s counts the fused algorithm's matmul work "
             "(benchmarks/cases.py: forward_flops; forward+backward = 3x forward).",
             "",
-            "Cases:",
-            *case_lines,
+            *case_lines(settings["cases"]),
             "",
         ]
     )
