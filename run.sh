@@ -80,7 +80,7 @@ isa_kernel_tests() {
   for isa in $("$PY" -c 'import rnnpool_ops; print(" ".join(rnnpool_ops.available_cpu_isas()))'); do
     [[ "$isa" == "$default" ]] && continue
     log "Python kernel tests with RNNPOOL_CPU_ISA=$isa"
-    RNNPOOL_CPU_ISA=$isa "$PY" -m pytest python_tests/test_ops.py -q
+    RNNPOOL_CPU_ISA=$isa "$PY" -m pytest python_tests/test_ops.py python_tests/test_gated_skip.py -q
   done
 }
 

@@ -21,6 +21,9 @@ GEOMETRIES = {
     "k5_dilation2": (2, 4, 9, 8, 5, 1, 2),
     "depthwise_k5_dilation2": (2, 3, 7, 6, 5, 3, 2),
     "kernel_beyond_image": (2, 3, 2, 3, 5, 1, 1),
+    # Rows of several registers and a partial one, several tiles of output channels (gated_conv.h).
+    "wide_many_channels": (2, 28, 4, 37, 3, 1, 1),
+    "wide_groups_dilated": (1, 30, 5, 35, 3, 2, 2),
 }
 GATES = ("absent", "soft", "hard", "layer_only_hard", "channel_only_soft", "all_off", "all_on")
 
@@ -107,7 +110,7 @@ def test_float64_matches_reference(geometry, gates):
 
 @requires_op
 @pytest.mark.parametrize("activation", ["relu", None])
-@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "k5_dilation2"])
+@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "k5_dilation2", "wide_many_channels"])
 def test_float32_folded_bn_and_activation(geometry, activation):
     args = make_args(geometry, "hard", torch.float32, seed=1, folded_bn=True, activation=activation)
     assert_matches_reference(args, rtol=1e-4, atol=1e-5)
@@ -115,11 +118,27 @@ def test_float32_folded_bn_and_activation(geometry, activation):
 
 @requires_op
 @pytest.mark.parametrize("gates", ["hard", "soft", "absent"])
-@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2"])
+@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "wide_many_channels", "wide_groups_dilated"])
 def test_inference_matches_reference(geometry, gates):
     args = make_args(geometry, gates, torch.float32, seed=2, requires_grad=False)
     with torch.no_grad():
         torch.testing.assert_close(run_fused(args), reference.gated_skip_conv2d(**args), rtol=1e-4, atol=1e-5)
+
+
+@requires_op
+def test_forward_independent_of_thread_count():
+    # Batches of at least one sample per thread are split by sample, smaller ones by rows of each
+    # sample: the two schedules run the same tiles and must agree exactly.
+    args = make_args("wide_many_channels", "hard", torch.float32, seed=3, requires_grad=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        by_sample = run_fused(args)
+        torch.set_num_threads(args["x"].shape[0] + 2)
+        by_rows = run_fused(args)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(by_sample, by_rows)
 
 
 @requires_op
@@ -232,6 +251,17 @@ def test_gated_off_channels_do_no_multiply_adds(geometry):
         want = reference.gated_skip_conv2d(**args)
     assert torch.equal(got[:, off], args["x"][:, off])
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@requires_op
+@pytest.mark.parametrize("geometry", ["k3", "wide_many_channels"])
+def test_relu_keeps_nan(geometry):
+    args = make_args(geometry, "soft", torch.float32, requires_grad=False)
+    args["x"][0, 1, 2, 2] = float("nan")  # reaches its 3x3 neighbourhood in every active channel
+    with torch.no_grad():
+        want = reference.gated_skip_conv2d(**args)
+        assert want.isnan().any()
+        torch.testing.assert_close(run_fused(args), want, rtol=1e-4, atol=1e-5, equal_nan=True)
 
 
 @requires_op

@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from torch.fx.experimental.proxy_tensor import make_fx  # noqa: E402
 
 from rnnpool_ops._checks import check_sweep_args  # noqa: E402
+from rnnpool_ops.gated_skip import triton_kernels as gated_skip_kernels  # noqa: E402
 from rnnpool_ops.triton_sweep import kernels, sweep  # noqa: E402
 from sweep_cases import detached, make_args  # noqa: E402
 
@@ -48,6 +49,14 @@ def test_kernels_compile_for_sm90(cell, gate, update, dtype):
         compile_for_h100(kernels._sweep_backward_kernel, dtype, codes),
     ]
     assert all(k.asm.get("cubin") for k in compiled)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp64"])
+@pytest.mark.parametrize("kernel, dilation, relu", [(3, 1, True), (5, 2, False), (1, 1, True)])
+def test_gated_skip_kernel_compiles_for_sm90(dtype, kernel, dilation, relu):
+    constants = dict(KH=kernel, KW=kernel, DIL_H=dilation, DIL_W=dilation, RELU=relu, ACC_F64=dtype == "fp64",
+                     BLOCK_CO=16, BLOCK_P=128)
+    assert compile_for_h100(gated_skip_kernels._gated_skip_conv2d_kernel, dtype, constants).asm.get("cubin")
 
 
 @pytest.mark.parametrize("variant", ["rex_gru", "rnnpool_quantised"])

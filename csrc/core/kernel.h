@@ -31,13 +31,15 @@ class SweepKernel {
   virtual void finalize(double* grad) const = 0;
 };
 
-// What every ISA build exports (defined in isa/sweep_<isa>.cpp through sweep.h).
+// What every ISA build exports (defined in isa/sweep_<isa>.cpp through sweep.h and gated_conv.h).
 #define RNNPOOL_DECLARE_ISA_BUILD(isa)                                                          \
   inline namespace isa {                                                                        \
   template <class T>                                                                            \
   std::unique_ptr<SweepKernel<T>> make_sweep_kernel(CellKind cell, const SweepShape& shape,     \
                                                     const SweepParams<T>& params);              \
   void activate_floats(Nonlinearity nl, const float* x, int64_t n, float* y);                   \
+  template <class T>                                                                            \
+  void gated_conv_rows(const GatedConvJob<T>& job, int64_t row_begin, int64_t row_end);         \
   }
 
 RNNPOOL_DECLARE_ISA_BUILD(scalar)  // every target: one value per instruction, the reference path
@@ -61,6 +63,9 @@ struct CpuIsa {
   std::unique_ptr<SweepKernel<double>> (*make_double)(CellKind, const SweepShape&, const SweepParams<double>&);
   // y = nl(x) with the build's vectorised nonlinearity (x and y may be the same array).
   void (*activate_floats)(Nonlinearity, const float*, int64_t, float*);
+  // Rows [begin, end) of a gated-skip convolution job (gated_conv.h).
+  void (*gated_conv_float)(const GatedConvJob<float>&, int64_t, int64_t);
+  void (*gated_conv_double)(const GatedConvJob<double>&, int64_t, int64_t);
 };
 
 // The builds compiled for this target, fastest first (the scalar one last).

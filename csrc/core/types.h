@@ -42,4 +42,32 @@ struct GradOffsets {
   int64_t proj_weight, proj_bias, total;
 };
 
+// The gated-skip convolution's forward (SPEC section 5) for `count` output channels of one group of
+// one sample: y[c] = m[c] * act(alpha[c] * conv_c(x) + beta[c]) + (1 - m[c]) * x[c] (gated_conv.h).
+// The caller zero-pads the sample so that the kernel never tests a border: each plane of `padded`
+// is padded_height x padded_width (gated_conv_padded_width), x's pixel (i, j) at
+// (i + dilation_h * (kernel_h - 1) / 2, j + dilation_w * (kernel_w - 1) / 2).
+template <class T>
+struct GatedConvJob {
+  int64_t height, width, kernel_h, kernel_w, dilation_h, dilation_w;
+  int64_t padded_height, padded_width;
+  int64_t group_channels;  // input channels per group
+  bool relu;
+  const T* padded;         // every channel of the sample, [C][padded_height][padded_width]
+  int64_t first_input;     // the group's first channel
+  const T* weights;        // the `count` filters, [group_channels][kernel_h][kernel_w][count]
+  const int64_t* channels; // the output channels, all in the group
+  int64_t count;
+  const T *gate, *alpha, *beta;  // per channel of the layer: m, and z = alpha * conv + beta
+  T* y;                          // the sample's output, [C][height][width]
+};
+
+// Rows are padded to a multiple of every build's register width (16 floats), so a row's last
+// register of output pixels reads inside the padded row.
+constexpr int64_t kGatedConvColumnMultiple = 16;
+inline int64_t gated_conv_padded_width(int64_t width, int64_t kernel_w, int64_t dilation_w) {
+  const int64_t columns = (width + kGatedConvColumnMultiple - 1) / kGatedConvColumnMultiple * kGatedConvColumnMultiple;
+  return columns + dilation_w * (kernel_w - 1);
+}
+
 }  // namespace rnnpool

@@ -1,11 +1,15 @@
 // CPU kernels of rnnpool::gated_skip_conv2d and its backward (SPEC section 5).
 //
-// Forward: one parallel loop over samples. For each sample the channels with m[n, c] != 0 are
-// convolved, and only those: the convolution of the active channels is ATen's own (oneDNN for
-// float32), run single-threaded inside the sample's task on the gathered weight rows (and, for
-// depthwise, the gathered input channels); then one pass writes y = m * act(alpha * conv + beta)
-// + (1 - m) * x, copying x where m = 0. A sample with every m = 0 is a copy and costs no convolution.
-// Skipping where m = 0 holds in training too: the backward recomputes the convolution in full.
+// Forward: the channels with m[n, c] != 0 are convolved, and only those, by the direct convolution
+// of csrc/core/gated_conv.h (the active CPU ISA build), which writes y = m * act(alpha * conv +
+// beta) + (1 - m) * x as it stores each tile; channels with m = 0 are copied from x. A sample with
+// every m = 0 is a copy and costs no convolution. Skipping where m = 0 holds in training too: the
+// backward recomputes the convolution in full.
+//
+// Why not oneDNN for the active part: a gathered subset of filters is a new convolution per sample,
+// and oneDNN only runs fast on it in channels-last, which costs a transpose of x per sample and a
+// pass over the output for the blend. With a quarter of the channels active those two took as long
+// as the multiply-adds (benchmarks/results/gated-skip-cpu-*).
 //
 // Backward: the whole convolution once more (batched), one fused element-wise pass for the gate,
 // scale/shift and direct-x gradients and the convolution's output gradient, then ATen's
@@ -23,30 +27,16 @@
 #include <vector>
 
 #include "../gated_skip_args.h"
+#include "cpu_isa.h"
 
 namespace rnnpool {
 namespace {
-
-// [rows, cols] -> [cols, rows] in tiles of 8 rows by 64 columns. A sample's rows are whole planes
-// (4 KB apart for 32x32), so a tile's rows share L1 sets: 8 rows fit the cache's 8 ways, 16 thrash
-// (16x16 tiles took ~4 cycles per element). ATen's strided copy to channels-last is slower still.
-void transpose_planes(const float* in, float* out, int64_t rows, int64_t cols) {
-  constexpr int64_t kTileRows = 8, kTileCols = 64;
-  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows)
-    for (int64_t c0 = 0; c0 < cols; c0 += kTileCols) {
-      const int64_t r1 = std::min(r0 + kTileRows, rows), c1 = std::min(c0 + kTileCols, cols);
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t r = r0; r < r1; ++r) out[c * rows + r] = in[r * cols + c];
-    }
-}
 
 // Everything of one call, made contiguous, with the per-channel epilogue folded to
 // z = alpha[c] * conv_without_bias + beta[c] (alpha = scale, beta = bias * scale + shift).
 struct GatedSkipInputs {
   GatedSkipShape shape;
   at::Tensor x, weight, gate, alpha, beta;  // gate: m [N, C]
-  bool channels_last;
-  at::Tensor filters_ohwi;  // weight as [C, kh, kw, C/groups] when channels_last
 
   GatedSkipInputs(const at::Tensor& x_in, const at::Tensor& weight_in, const c10::optional<at::Tensor>& bias,
                   const c10::optional<at::Tensor>& layer_gate, const c10::optional<at::Tensor>& channel_gate,
@@ -64,29 +54,10 @@ struct GatedSkipInputs {
     beta = bias ? *bias * alpha : at::zeros({shape.channels}, options);
     if (shift) beta = beta + *shift;
     beta = beta.contiguous();
-    channels_last = x.scalar_type() == at::kFloat;
-    if (channels_last) filters_ohwi = weight.permute({0, 2, 3, 1}).contiguous();
   }
 
   at::Tensor convolve(const at::Tensor& input, const at::Tensor& w, int64_t groups) const {
     return at::conv2d(input, w, c10::nullopt, {1, 1}, shape.padding(), shape.dilation(), groups);
-  }
-
-  // Sample n as the per-sample convolutions take it: channels-last for float32, where oneDNN runs a
-  // batch of one in that layout without reordering x (and the filters) into its blocked format.
-  at::Tensor sample(int64_t n) const {
-    const at::Tensor xn = x.narrow(0, n, 1);
-    if (!channels_last) return xn;
-    at::Tensor out = at::empty({1, shape.channels, shape.height, shape.width},
-                               x.options().memory_format(at::MemoryFormat::ChannelsLast));
-    transpose_planes(xn.data_ptr<float>(), out.data_ptr<float>(), shape.channels, shape.plane());
-    return out;
-  }
-
-  // All filters, or the rows in `index`, in the layout sample() pairs them with.
-  at::Tensor filters() const { return channels_last ? filters_ohwi.permute({0, 3, 1, 2}) : weight; }
-  at::Tensor filters(const at::Tensor& index) const {
-    return channels_last ? filters_ohwi.index_select(0, index).permute({0, 3, 1, 2}) : weight.index_select(0, index);
   }
 };
 
@@ -95,76 +66,102 @@ inline T activate(T z, bool relu) {
   return relu && !(z > T(0)) && !std::isnan(z) ? T(0) : z;
 }
 
-// One channel of a convolution output: pixel i (row-major over H x W) is base[i * step]. step is 1
-// for an NCHW output and the number of channels for a channels-last one.
 template <class T>
-struct ConvPlane {
-  const T* base = nullptr;
-  int64_t step = 0;
-};
-
-// y = m * act(alpha * conv + beta) + (1 - m) * x over pixels [begin, end) of a channel with m != 0.
-template <class T>
-void blend_pixels(ConvPlane<T> conv, const T* x, T* y, int64_t begin, int64_t end, T m, T alpha, T beta, bool relu) {
-  const T* cv = conv.base;
-  const int64_t step = conv.step;
-  if (m == T(1)) {
-    for (int64_t i = begin; i < end; ++i) y[i] = activate(alpha * cv[i * step] + beta, relu);
-  } else {
-    const T keep = T(1) - m;
-    for (int64_t i = begin; i < end; ++i) y[i] = m * activate(alpha * cv[i * step] + beta, relu) + keep * x[i];
-  }
+void run_gated_conv(const GatedConvJob<T>& job, int64_t row_begin, int64_t row_end) {
+  if constexpr (std::is_same<T, float>::value) active_cpu_isa().gated_conv_float(job, row_begin, row_end);
+  else active_cpu_isa().gated_conv_double(job, row_begin, row_end);
 }
 
-// The convolution of sample n's active channels only. Returns one plane per channel (base nullptr
-// where m = 0); `parts` keeps the tensors behind them alive.
+// One sample made ready for the direct convolution: its zero-padded planes, the filters of its
+// active channels and one job per group with an active channel. Reused from sample to sample.
 template <class T>
-std::vector<ConvPlane<T>> convolve_active_channels(const GatedSkipInputs& in, int64_t n,
-                                                   const std::vector<int64_t>& active, std::vector<at::Tensor>& parts) {
-  const GatedSkipShape& s = in.shape;
-  std::vector<ConvPlane<T>> planes(s.channels);
-  const at::Tensor xn = in.sample(n);
-  auto take = [&](at::Tensor out, const int64_t* channels, int64_t count) {
-    // NCHW or channels-last (oneDNN's choice): both have rows of W pixels `step` apart.
-    if (s.height > 1 && out.stride(2) != s.width * out.stride(3)) out = out.contiguous();
-    parts.push_back(out);
-    const T* base = out.template data_ptr<T>();
-    for (int64_t j = 0; j < count; ++j) planes[channels[j]] = {base + j * out.stride(1), out.stride(3)};
-  };
-  const int64_t count = static_cast<int64_t>(active.size());
-  if (count == s.channels) {
-    take(in.convolve(xn, in.filters(), s.groups), active.data(), count);
-  } else if (s.channels_per_group() == 1) {
-    // Depthwise: an active channel needs its own input channel and filter only.
-    const at::Tensor index = at::from_blob(const_cast<int64_t*>(active.data()), {count}, at::kLong);
-    take(in.convolve(xn.index_select(1, index), in.filters(index), count), active.data(), count);
-  } else {
-    // Each group with an active channel: its input channels against the active filters of the group.
-    const int64_t per_group = s.channels_per_group();
-    for (int64_t first = 0; first < count;) {
-      const int64_t group = active[first] / per_group;
-      int64_t last = first;
-      while (last < count && active[last] / per_group == group) ++last;
-      const at::Tensor index = at::from_blob(const_cast<int64_t*>(active.data() + first), {last - first}, at::kLong);
-      const at::Tensor w = last - first == per_group ? in.filters().narrow(0, group * per_group, per_group)
-                                                     : in.filters(index);
-      take(in.convolve(xn.narrow(1, group * per_group, per_group), w, 1), active.data() + first, last - first);
+class SampleJobs {
+ public:
+  explicit SampleJobs(const GatedSkipInputs& in)
+      : in_(in),
+        padded_height_(in.shape.height + in.shape.dilation_h * (in.shape.kernel_h - 1)),
+        padded_width_(gated_conv_padded_width(in.shape.width, in.shape.kernel_w, in.shape.dilation_w)),
+        // Zeroed once: each sample writes the interiors only, so the borders stay zero.
+        padded_(in.shape.channels * padded_height_ * padded_width_, T(0)) {}
+
+  // Makes sample n's jobs; copies x to y for its channels with m = 0.
+  const std::vector<GatedConvJob<T>>& prepare(int64_t n, T* y) {
+    const GatedSkipShape& s = in_.shape;
+    const T* m = in_.gate.template data_ptr<T>() + n * s.channels;
+    const T* x = in_.x.template data_ptr<T>() + n * s.channels * s.plane();
+    std::vector<int64_t> active;
+    for (int64_t c = 0; c < s.channels; ++c) {
+      if (m[c] != T(0)) active.push_back(c);
+      else std::memcpy(y + c * s.plane(), x + c * s.plane(), s.plane() * sizeof(T));
+    }
+    // The filters are packed again only when the active set changes (with hard gates it often does not).
+    if (active != active_) {
+      active_ = std::move(active);
+      make_jobs();
+    }
+    for (GatedConvJob<T>& job : jobs_) {
+      pad_channels(x, job.first_input, job.group_channels);
+      job.gate = m;
+      job.y = y;
+    }
+    return jobs_;
+  }
+
+ private:
+  void pad_channels(const T* x, int64_t first, int64_t count) {
+    const GatedSkipShape& s = in_.shape;
+    const int64_t pad_h = s.dilation_h * (s.kernel_h - 1) / 2, pad_w = s.dilation_w * (s.kernel_w - 1) / 2;
+    for (int64_t c = first; c < first + count; ++c)
+      for (int64_t i = 0; i < s.height; ++i)
+        std::memcpy(padded_.data() + (c * padded_height_ + i + pad_h) * padded_width_ + pad_w,
+                    x + (c * s.height + i) * s.width, s.width * sizeof(T));
+  }
+
+  // One job per run of active channels in one group, its filters packed as [C/groups][kh][kw][count].
+  void make_jobs() {
+    const GatedSkipShape& s = in_.shape;
+    const int64_t per_group = s.channels_per_group(), taps = per_group * s.kernel_h * s.kernel_w;
+    const T* weight = in_.weight.template data_ptr<T>();
+    jobs_.clear();
+    filters_.resize(active_.size() * taps);
+    for (size_t first = 0; first < active_.size();) {
+      const int64_t group = active_[first] / per_group;
+      size_t last = first;
+      while (last < active_.size() && active_[last] / per_group == group) ++last;
+      const int64_t count = static_cast<int64_t>(last - first);
+      T* filters = filters_.data() + first * taps;
+      for (int64_t j = 0; j < count; ++j) {
+        const T* filter = weight + active_[first + j] * taps;
+        for (int64_t t = 0; t < taps; ++t) filters[t * count + j] = filter[t];
+      }
+      GatedConvJob<T> job{};
+      job.height = s.height, job.width = s.width, job.kernel_h = s.kernel_h, job.kernel_w = s.kernel_w;
+      job.dilation_h = s.dilation_h, job.dilation_w = s.dilation_w;
+      job.padded_height = padded_height_, job.padded_width = padded_width_;
+      job.group_channels = per_group, job.relu = s.relu;
+      job.padded = padded_.data(), job.first_input = group * per_group;
+      job.weights = filters, job.channels = active_.data() + first, job.count = count;
+      job.alpha = in_.alpha.template data_ptr<T>(), job.beta = in_.beta.template data_ptr<T>();
+      jobs_.push_back(job);
       first = last;
     }
   }
-  return planes;
-}
+
+  const GatedSkipInputs& in_;
+  int64_t padded_height_, padded_width_;
+  std::vector<T> padded_, filters_;
+  std::vector<int64_t> active_;
+  std::vector<GatedConvJob<T>> jobs_;
+};
 
 template <class T>
 void forward_samples(const GatedSkipInputs& in, at::Tensor& y) {
   const GatedSkipShape& s = in.shape;
   const T* x = in.x.data_ptr<T>();
   const T* gate = in.gate.data_ptr<T>();
-  const T* alpha = in.alpha.data_ptr<T>();
-  const T* beta = in.beta.data_ptr<T>();
   T* out = y.data_ptr<T>();
   const int64_t sample_size = s.channels * s.plane();
-  // Samples with an active channel are shared among the threads; the others are copied.
+  // Samples with an active channel are convolved; the others are copied.
   std::vector<int64_t> computed, copied;
   for (int64_t n = 0; n < s.batch; ++n) {
     const T* m = gate + n * s.channels;
@@ -176,37 +173,31 @@ void forward_samples(const GatedSkipInputs& in, at::Tensor& y) {
     for (int64_t i = begin; i < end; ++i)
       std::memcpy(out + copied[i] * sample_size, x + copied[i] * sample_size, sample_size * sizeof(T));
   });
-  if (computed.empty()) return;
-  at::parallel_for(0, static_cast<int64_t>(computed.size()), 1, [&](int64_t begin, int64_t end) {
-    // Worker threads do not inherit the caller's autograd state: the convolutions here are plain math.
-    at::NoGradGuard no_grad;
-    std::vector<int64_t> active;
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t n = computed[i];
-      const T* m = gate + n * s.channels;
-      const T* xn = x + n * sample_size;
-      T* yn = out + n * sample_size;
-      active.clear();
-      for (int64_t c = 0; c < s.channels; ++c)
-        if (m[c] != T(0)) active.push_back(c);
-      std::vector<at::Tensor> parts;
-      const std::vector<ConvPlane<T>> conv = convolve_active_channels<T>(in, n, active, parts);
-      // A block of pixels of every channel at a time: a channels-last convolution output is read
-      // row by row from cache while y is written in runs of kPixelBlock per channel.
-      constexpr int64_t kPixelBlock = 64;
-      for (int64_t begin = 0; begin < s.plane(); begin += kPixelBlock) {
-        const int64_t end = std::min(begin + kPixelBlock, s.plane());
-        for (int64_t c = 0; c < s.channels; ++c) {
-          const T* xc = xn + c * s.plane();
-          T* yc = yn + c * s.plane();
-          if (conv[c].base == nullptr)
-            std::memcpy(yc + begin, xc + begin, (end - begin) * sizeof(T));
-          else
-            blend_pixels(conv[c], xc, yc, begin, end, m[c], alpha[c], beta[c], s.relu);
-        }
+  const int64_t samples = static_cast<int64_t>(computed.size());
+  if (samples >= at::get_num_threads()) {
+    // Enough samples for every thread: each convolves whole samples with workspaces of its own.
+    at::parallel_for(0, samples, 1, [&](int64_t begin, int64_t end) {
+      SampleJobs<T> jobs(in);
+      for (int64_t i = begin; i < end; ++i)
+        for (const GatedConvJob<T>& job : jobs.prepare(computed[i], out + computed[i] * sample_size))
+          run_gated_conv(job, 0, s.height);
+    });
+    return;
+  }
+  // Fewer samples than threads (batch 1 on a multi-core device): the threads share each sample's
+  // rows, job by job.
+  SampleJobs<T> jobs(in);
+  for (int64_t n : computed) {
+    const std::vector<GatedConvJob<T>>& sample_jobs = jobs.prepare(n, out + n * sample_size);
+    const int64_t rows = s.height;
+    at::parallel_for(0, static_cast<int64_t>(sample_jobs.size()) * rows, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end;) {
+        const int64_t job = i / rows, row = i % rows, last = std::min(end - job * rows, rows);
+        run_gated_conv(sample_jobs[job], row, last);
+        i = job * rows + last;
       }
-    }
-  });
+    });
+  }
 }
 
 at::Tensor gated_skip_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,

@@ -86,3 +86,11 @@ def test_all_gated_off_is_an_exact_copy():
     a = make_args("groups2", "off", torch.float32)
     a["weight"].fill_(float("nan"))
     assert torch.equal(run_triton(a), a["x"])
+
+
+def test_relu_keeps_nan():
+    a = make_args("k3", "soft", torch.float32)
+    a["x"][0, 1, 2, 2] = float("nan")  # reaches its 3x3 neighbourhood in every active channel
+    want = reference.gated_skip_conv2d(**a)
+    assert want.isnan().any()
+    torch.testing.assert_close(run_triton(a), want, rtol=1e-4, atol=1e-5, equal_nan=True)

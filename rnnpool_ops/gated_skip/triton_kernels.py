@@ -56,7 +56,7 @@ def _gated_skip_conv2d_kernel(
         beta = tl.load(beta_ptr + co, mask=co_ok, other=0.0).to(acc.dtype)
         z = acc * alpha[:, None] + beta[:, None]
         if RELU:
-            z = tl.where(z > 0, z, 0.0)
+            z = tl.where(z < 0, 0.0, z)  # NaN stays NaN, as in the reference
         mm = m.to(acc.dtype)[:, None]
         blended = mm * z + (1 - mm) * x_self.to(acc.dtype)
         y = tl.where(active[:, None], blended.to(x_self.dtype), x_self)

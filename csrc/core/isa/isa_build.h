@@ -2,6 +2,7 @@
 // and the compiler flags, includes this header and invokes RNNPOOL_DEFINE_ISA_BUILD().
 #pragma once
 
+#include "../gated_conv.h"
 #include "../sweep.h"
 
 RNNPOOL_BEGIN_ISA_NAMESPACE
@@ -28,4 +29,6 @@ RNNPOOL_END_ISA_NAMESPACE
   template std::unique_ptr<rnnpool::SweepKernel<float>> rnnpool::RNNPOOL_ISA::make_sweep_kernel(          \
       rnnpool::CellKind, const rnnpool::SweepShape&, const rnnpool::SweepParams<float>&);                  \
   template std::unique_ptr<rnnpool::SweepKernel<double>> rnnpool::RNNPOOL_ISA::make_sweep_kernel(         \
-      rnnpool::CellKind, const rnnpool::SweepShape&, const rnnpool::SweepParams<double>&);
+      rnnpool::CellKind, const rnnpool::SweepShape&, const rnnpool::SweepParams<double>&);             \
+  template void rnnpool::RNNPOOL_ISA::gated_conv_rows(const rnnpool::GatedConvJob<float>&, int64_t, int64_t);  \
+  template void rnnpool::RNNPOOL_ISA::gated_conv_rows(const rnnpool::GatedConvJob<double>&, int64_t, int64_t);

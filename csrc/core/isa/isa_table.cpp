@@ -6,7 +6,8 @@ namespace rnnpool {
 namespace {
 
 #define RNNPOOL_ISA_ENTRY(isa, supported) \
-  CpuIsa { #isa, supported, &isa::make_sweep_kernel<float>, &isa::make_sweep_kernel<double>, &isa::activate_floats }
+  CpuIsa { #isa, supported, &isa::make_sweep_kernel<float>, &isa::make_sweep_kernel<double>, &isa::activate_floats, \
+        &isa::gated_conv_rows<float>, &isa::gated_conv_rows<double> }
 
 std::vector<CpuIsa> make_table() {
   std::vector<CpuIsa> table;

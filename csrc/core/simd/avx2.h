@@ -11,6 +11,7 @@ RNNPOOL_BEGIN_ISA_NAMESPACE
 template <>
 struct Vec<float> {
   static constexpr int kWidth = 8;
+  static constexpr int kRegisters = 16;  // ymm0-15
   __m256 v;
   Vec() = default;
   explicit Vec(__m256 r) : v(r) {}

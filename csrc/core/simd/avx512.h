@@ -12,6 +12,7 @@ RNNPOOL_BEGIN_ISA_NAMESPACE
 template <>
 struct Vec<float> {
   static constexpr int kWidth = 16;
+  static constexpr int kRegisters = 32;  // zmm0-31
   __m512 v;
   Vec() = default;
   explicit Vec(__m512 r) : v(r) {}

@@ -12,6 +12,7 @@ RNNPOOL_BEGIN_ISA_NAMESPACE
 template <>
 struct Vec<float> {
   static constexpr int kWidth = 4;
+  static constexpr int kRegisters = 32;  // v0-v31
   float32x4_t v;
   Vec() = default;
   explicit Vec(float32x4_t r) : v(r) {}

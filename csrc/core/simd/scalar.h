@@ -3,7 +3,8 @@
 // and the float64 path of every build.
 //
 // A Vec<T> supports + - * /, fmadd, clamp and inside_open (elementwise.h), load/store of kWidth
-// consecutive values (any T-aligned address) and construction from a scalar (broadcast).
+// consecutive values (any T-aligned address) and construction from a scalar (broadcast);
+// kRegisters is how many registers the ISA has, for sizing tiles of accumulators.
 #pragma once
 
 #include <cmath>
@@ -16,6 +17,7 @@ RNNPOOL_BEGIN_ISA_NAMESPACE
 template <class T>
 struct Vec {
   static constexpr int kWidth = 1;
+  static constexpr int kRegisters = 16;  // the fewest any target has (x86-64's xmm0-15)
   T v;
   Vec() = default;
   explicit Vec(T s) : v(s) {}

@@ -2,9 +2,6 @@
 // a plain per-patch loop written independently here (forward, float and double), its float forward
 // and backward against the scalar build's, and the double backward against central finite
 // differences. Every buffer the kernels touch ends at an inaccessible page (Guarded).
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,8 +12,10 @@
 
 #include "../kernel.h"
 #include "exact_nonlinearity.h"
+#include "guarded.h"
 
 using namespace rnnpool;
+using rnnpool_test::Guarded;
 
 namespace {
 
@@ -155,33 +154,6 @@ std::vector<T> cast(const std::vector<double>& v) {
 
 template <class T>
 using Factory = std::unique_ptr<SweepKernel<T>> (*)(CellKind, const SweepShape&, const SweepParams<T>&);
-
-// An array whose last element sits right before an inaccessible page, so a read or write past its
-// end crashes the test (the kernels must never touch memory outside the buffers they are given).
-template <class T>
-class Guarded {
- public:
-  Guarded(size_t n, T value = T(0)) : n_(n) {
-    const size_t page = size_t(sysconf(_SC_PAGESIZE)), data = (n * sizeof(T) + page - 1) / page * page;
-    bytes_ = data + page;
-    base_ = static_cast<char*>(mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (base_ == MAP_FAILED || mprotect(base_ + data, page, PROT_NONE) != 0) std::abort();
-    p_ = reinterpret_cast<T*>(base_ + data) - n;
-    std::fill(p_, p_ + n, value);
-  }
-  Guarded(const std::vector<double>& v) : Guarded(v.size()) { std::copy(v.begin(), v.end(), p_); }
-  Guarded(const Guarded&) = delete;
-  Guarded& operator=(const Guarded&) = delete;
-  ~Guarded() { munmap(base_, bytes_); }
-  T* data() const { return p_; }
-  size_t size() const { return n_; }
-  T operator[](size_t i) const { return p_[i]; }
-
- private:
-  size_t n_, bytes_;
-  char* base_;
-  T* p_;
-};
 
 // Runs one core build on T copies of the data: forward, and (when grad_out is given) backward.
 // Every array the kernels read or write is Guarded.
