@@ -21,7 +21,9 @@ GEOMETRIES = {
     "k5_dilation2": (2, 4, 9, 8, 5, 1, 2),
     "depthwise_k5_dilation2": (2, 3, 7, 6, 5, 3, 2),
     "kernel_beyond_image": (2, 3, 2, 3, 5, 1, 1),
-    # Rows of several registers and a partial one, several tiles of output channels (gated_conv.h).
+    # Several tiles of output channels (gated_conv.h); rows of two whole registers, which the kernel
+    # runs row by row, and wider rows with a partial register, which it runs across the row ends.
+    "rows_of_32": (2, 20, 3, 32, 3, 1, 1),
     "wide_many_channels": (2, 28, 4, 37, 3, 1, 1),
     "wide_groups_dilated": (1, 30, 5, 35, 3, 2, 2),
 }
@@ -110,7 +112,8 @@ def test_float64_matches_reference(geometry, gates):
 
 @requires_op
 @pytest.mark.parametrize("activation", ["relu", None])
-@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "k5_dilation2", "wide_many_channels"])
+@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "k5_dilation2", "rows_of_32",
+                                      "wide_many_channels"])
 def test_float32_folded_bn_and_activation(geometry, activation):
     args = make_args(geometry, "hard", torch.float32, seed=1, folded_bn=True, activation=activation)
     assert_matches_reference(args, rtol=1e-4, atol=1e-5)
@@ -118,7 +121,8 @@ def test_float32_folded_bn_and_activation(geometry, activation):
 
 @requires_op
 @pytest.mark.parametrize("gates", ["hard", "soft", "absent"])
-@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "wide_many_channels", "wide_groups_dilated"])
+@pytest.mark.parametrize("geometry", ["k3", "depthwise", "groups2", "rows_of_32", "wide_many_channels",
+                                      "wide_groups_dilated"])
 def test_inference_matches_reference(geometry, gates):
     args = make_args(geometry, gates, torch.float32, seed=2, requires_grad=False)
     with torch.no_grad():
@@ -254,7 +258,7 @@ def test_gated_off_channels_do_no_multiply_adds(geometry):
 
 
 @requires_op
-@pytest.mark.parametrize("geometry", ["k3", "wide_many_channels"])
+@pytest.mark.parametrize("geometry", ["k3", "rows_of_32"])
 def test_relu_keeps_nan(geometry):
     args = make_args(geometry, "soft", torch.float32, requires_grad=False)
     args["x"][0, 1, 2, 2] = float("nan")  # reaches its 3x3 neighbourhood in every active channel

@@ -42,18 +42,45 @@ struct GradOffsets {
   int64_t proj_weight, proj_bias, total;
 };
 
+// Rows of registers in the gated-skip kernel are padded to a multiple of every build's register
+// width (16 floats).
+constexpr int64_t kGatedConvColumnMultiple = 16;
+
+// How the gated-skip kernel (gated_conv.h) sees a sample: zero-padded planes, x's pixel (i, j) at
+// (i + dilation_h * (kernel_h - 1) / 2, j + dilation_w * (kernel_w - 1) / 2) of a plane
+// padded_height x padded_width. Output pixel (i, j) is at i * padded_width + j in the same frame.
+struct GatedConvLayout {
+  int64_t padded_height, padded_width;
+  // Wide rows start a register at each row (padded_width a multiple of 16 plus the padding, so no
+  // register reads past its row). Narrow rows would leave most lanes empty that way (7 pixels of
+  // 16): there registers run along the flattened plane through the row ends (padded_width = width
+  // plus the padding), and the lanes that land in the padding columns are computed and dropped.
+  bool across_rows;
+
+  int64_t plane() const { return padded_height * padded_width; }
+  // A buffer of `channels` planes: a register at the end of the last plane may read up to 15
+  // elements past it.
+  int64_t buffer_size(int64_t channels) const { return channels * plane() + kGatedConvColumnMultiple; }
+};
+
+// The layout that wastes the fewest lanes of 16-float registers.
+inline GatedConvLayout gated_conv_layout(int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w,
+                                         int64_t dilation_h, int64_t dilation_w) {
+  auto round_up = [](int64_t v) { return (v + kGatedConvColumnMultiple - 1) / kGatedConvColumnMultiple * kGatedConvColumnMultiple; };
+  const int64_t padded_height = height + dilation_h * (kernel_h - 1), border = dilation_w * (kernel_w - 1);
+  const bool across_rows = round_up(height * (width + border)) < height * round_up(width);
+  return {padded_height, (across_rows ? width : round_up(width)) + border, across_rows};
+}
+
 // The gated-skip convolution's forward (SPEC section 5) for `count` output channels of one group of
 // one sample: y[c] = m[c] * act(alpha[c] * conv_c(x) + beta[c]) + (1 - m[c]) * x[c] (gated_conv.h).
-// The caller zero-pads the sample so that the kernel never tests a border: each plane of `padded`
-// is padded_height x padded_width (gated_conv_padded_width), x's pixel (i, j) at
-// (i + dilation_h * (kernel_h - 1) / 2, j + dilation_w * (kernel_w - 1) / 2).
 template <class T>
 struct GatedConvJob {
   int64_t height, width, kernel_h, kernel_w, dilation_h, dilation_w;
-  int64_t padded_height, padded_width;
+  GatedConvLayout layout;
   int64_t group_channels;  // input channels per group
   bool relu;
-  const T* padded;         // every channel of the sample, [C][padded_height][padded_width]
+  const T* padded;         // every channel of the sample in `layout` (layout.buffer_size(C) elements)
   int64_t first_input;     // the group's first channel
   const T* weights;        // the `count` filters, [group_channels][kernel_h][kernel_w][count]
   const int64_t* channels; // the output channels, all in the group
@@ -61,13 +88,5 @@ struct GatedConvJob {
   const T *gate, *alpha, *beta;  // per channel of the layer: m, and z = alpha * conv + beta
   T* y;                          // the sample's output, [C][height][width]
 };
-
-// Rows are padded to a multiple of every build's register width (16 floats), so a row's last
-// register of output pixels reads inside the padded row.
-constexpr int64_t kGatedConvColumnMultiple = 16;
-inline int64_t gated_conv_padded_width(int64_t width, int64_t kernel_w, int64_t dilation_w) {
-  const int64_t columns = (width + kGatedConvColumnMultiple - 1) / kGatedConvColumnMultiple * kGatedConvColumnMultiple;
-  return columns + dilation_w * (kernel_w - 1);
-}
 
 }  // namespace rnnpool

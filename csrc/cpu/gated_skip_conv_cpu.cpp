@@ -79,10 +79,10 @@ class SampleJobs {
  public:
   explicit SampleJobs(const GatedSkipInputs& in)
       : in_(in),
-        padded_height_(in.shape.height + in.shape.dilation_h * (in.shape.kernel_h - 1)),
-        padded_width_(gated_conv_padded_width(in.shape.width, in.shape.kernel_w, in.shape.dilation_w)),
+        layout_(gated_conv_layout(in.shape.height, in.shape.width, in.shape.kernel_h, in.shape.kernel_w,
+                                  in.shape.dilation_h, in.shape.dilation_w)),
         // Zeroed once: each sample writes the interiors only, so the borders stay zero.
-        padded_(in.shape.channels * padded_height_ * padded_width_, T(0)) {}
+        padded_(layout_.buffer_size(in.shape.channels), T(0)) {}
 
   // Makes sample n's jobs; copies x to y for its channels with m = 0.
   const std::vector<GatedConvJob<T>>& prepare(int64_t n, T* y) {
@@ -113,7 +113,7 @@ class SampleJobs {
     const int64_t pad_h = s.dilation_h * (s.kernel_h - 1) / 2, pad_w = s.dilation_w * (s.kernel_w - 1) / 2;
     for (int64_t c = first; c < first + count; ++c)
       for (int64_t i = 0; i < s.height; ++i)
-        std::memcpy(padded_.data() + (c * padded_height_ + i + pad_h) * padded_width_ + pad_w,
+        std::memcpy(padded_.data() + c * layout_.plane() + (i + pad_h) * layout_.padded_width + pad_w,
                     x + (c * s.height + i) * s.width, s.width * sizeof(T));
   }
 
@@ -137,7 +137,7 @@ class SampleJobs {
       GatedConvJob<T> job{};
       job.height = s.height, job.width = s.width, job.kernel_h = s.kernel_h, job.kernel_w = s.kernel_w;
       job.dilation_h = s.dilation_h, job.dilation_w = s.dilation_w;
-      job.padded_height = padded_height_, job.padded_width = padded_width_;
+      job.layout = layout_;
       job.group_channels = per_group, job.relu = s.relu;
       job.padded = padded_.data(), job.first_input = group * per_group;
       job.weights = filters, job.channels = active_.data() + first, job.count = count;
@@ -148,7 +148,7 @@ class SampleJobs {
   }
 
   const GatedSkipInputs& in_;
-  int64_t padded_height_, padded_width_;
+  GatedConvLayout layout_;
   std::vector<T> padded_, filters_;
   std::vector<int64_t> active_;
   std::vector<GatedConvJob<T>> jobs_;

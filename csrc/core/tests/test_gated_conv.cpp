@@ -1,8 +1,9 @@
 // The gated-skip convolution's direct kernel (gated_conv.h), for every ISA build the CPU supports,
 // float and double, against a plain loop over the convolution's definition written here: groups,
 // depthwise, dilation, kernels 1 to 5, widths on both sides of every register width, tiles of every
-// channel count, rows run in two ranges. Channels with m = 0 must be left untouched, and every
-// buffer ends at an inaccessible page (Guarded), so a read or write outside it crashes the test.
+// channel count, both layouts (GatedConvLayout), rows run in two ranges. Channels with m = 0 must
+// be left untouched, and every buffer ends at an inaccessible page (Guarded), so a read or write
+// outside it crashes the test.
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -71,14 +72,14 @@ double expected(const Case& c, const Data& d, int64_t ch, int64_t i, int64_t j) 
 // sentinel they were filled with.
 template <class T>
 double max_error(void (*run)(const GatedConvJob<T>&, int64_t, int64_t), const Case& c, const Data& d,
-                 const std::string& name) {
+                 const GatedConvLayout& layout, const std::string& name) {
   const int64_t per_group = c.channels / c.groups, pad = c.dilation * (c.kernel - 1) / 2;
-  const int64_t padded_height = c.height + 2 * pad, padded_width = gated_conv_padded_width(c.width, c.kernel, c.dilation);
-  Guarded<T> padded(c.channels * padded_height * padded_width), alpha(d.alpha), beta(d.beta), gate(d.gate);
+  Guarded<T> padded(layout.buffer_size(c.channels)), alpha(d.alpha), beta(d.beta), gate(d.gate);
   for (int64_t ch = 0; ch < c.channels; ++ch)
     for (int64_t i = 0; i < c.height; ++i)
       for (int64_t j = 0; j < c.width; ++j)
-        padded.data()[(ch * padded_height + i + pad) * padded_width + j + pad] = T(d.x[(ch * c.height + i) * c.width + j]);
+        padded.data()[ch * layout.plane() + (i + pad) * layout.padded_width + j + pad] =
+            T(d.x[(ch * c.height + i) * c.width + j]);
   const T sentinel = T(12345);
   Guarded<T> y(c.channels * c.height * c.width, sentinel);
   const int64_t taps = per_group * c.kernel * c.kernel;
@@ -96,7 +97,7 @@ double max_error(void (*run)(const GatedConvJob<T>&, int64_t, int64_t), const Ca
     GatedConvJob<T> job{};
     job.height = c.height, job.width = c.width, job.kernel_h = job.kernel_w = c.kernel;
     job.dilation_h = job.dilation_w = c.dilation;
-    job.padded_height = padded_height, job.padded_width = padded_width;
+    job.layout = layout;
     job.group_channels = per_group, job.relu = c.relu;
     job.padded = padded.data(), job.first_input = group * per_group;
     job.weights = filters.data(), job.channels = channel_list.data(), job.count = count;
@@ -148,11 +149,17 @@ int main() {
     }
     for (const Case& c : cases) {
       const Data d = make_case_data(c, rng);
-      const std::string name = std::string(isa.name) + " " + c.name;
-      const double f32 = max_error<float>(isa.gated_conv_float, c, d, name + " float32");
-      const double f64 = max_error<double>(isa.gated_conv_double, c, d, name + " float64");
-      if (!(f32 < 1e-5)) ++failures, std::printf("FAIL: %s: float32 error %g\n", name.c_str(), f32);
-      if (!(f64 < 1e-12)) ++failures, std::printf("FAIL: %s: float64 error %g\n", name.c_str(), f64);
+      // Both layouts, whichever gated_conv_layout would pick for the shape.
+      const int64_t border = c.dilation * (c.kernel - 1), wide = (c.width + 15) / 16 * 16;
+      for (const GatedConvLayout& layout : {GatedConvLayout{c.height + border, wide + border, false},
+                                            GatedConvLayout{c.height + border, c.width + border, true}}) {
+        const std::string name =
+            std::string(isa.name) + " " + c.name + (layout.across_rows ? " (across rows)" : " (row by row)");
+        const double f32 = max_error<float>(isa.gated_conv_float, c, d, layout, name + " float32");
+        const double f64 = max_error<double>(isa.gated_conv_double, c, d, layout, name + " float64");
+        if (!(f32 < 1e-5)) ++failures, std::printf("FAIL: %s: float32 error %g\n", name.c_str(), f32);
+        if (!(f64 < 1e-12)) ++failures, std::printf("FAIL: %s: float64 error %g\n", name.c_str(), f64);
+      }
     }
   }
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
