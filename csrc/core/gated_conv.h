@@ -1,8 +1,9 @@
 // The direct convolution of the gated-skip forward (GatedConvJob, types.h), written once against
-// Vec<T>. Output pixels of one row lie in the register lanes; a tile of accumulators holds up to
-// kTileChannels output channels x kTileVectors registers of pixels. Every input register loaded
-// serves each channel of the tile and every broadcast filter tap each register of the row, so the
-// loop does kTileChannels * kTileVectors multiply-adds per kTileChannels + kTileVectors loads.
+// Vec<T>. Output pixels lie in the register lanes, along a row or, for narrow rows, along the
+// flattened plane (GatedConvLayout); a tile of accumulators holds up to ConvTile::kChannels output
+// channels x ConvTile::kVectors registers of pixels. Every input register loaded serves each
+// channel of the tile and every broadcast filter tap each register of pixels, so the loop does
+// kChannels * kVectors multiply-adds per kChannels + kVectors loads.
 //
 // x stays in its NCHW planes (zero-padded by the caller, so no border tests; GatedConvLayout) and y
 // is written in place with the gate blend fused into the store: no layout change on either side,
