@@ -54,14 +54,12 @@ void store_tile(const GatedConvJob<T>& job, const Vec<T> (&acc)[kChannels][kVect
   // Whole registers go straight to y when every lane is a pixel of one row.
   const int64_t row = o / layout.padded_width, column = o % layout.padded_width;
   const bool direct = column + kLanes <= job.width;
-  const int64_t center = job.dilation_h * (job.kernel_h - 1) / 2 * layout.padded_width +
-                         job.dilation_w * (job.kernel_w - 1) / 2;
   const V zero(T(0)), infinity(std::numeric_limits<T>::infinity());
   for (int j = 0; j < kChannels; ++j) {
     const int64_t c = job.channels[first + j];
     const T m = job.gate[c];
     const V alpha(job.alpha[c]), beta(job.beta[c]), gate(m), keep(T(1) - m);
-    const T* x = job.padded + c * layout.plane() + o + center;
+    const T* x = job.padded + c * layout.plane() + o + layout.origin();
     T* y = job.y + c * job.height * job.width;
     T lanes[kLanes];
     T* out = direct ? y + row * job.width + column : lanes;

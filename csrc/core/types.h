@@ -46,10 +46,11 @@ struct GradOffsets {
 // width (16 floats).
 constexpr int64_t kGatedConvColumnMultiple = 16;
 
-// How the gated-skip kernel (gated_conv.h) sees a sample: zero-padded planes, x's pixel (i, j) at
-// (i + dilation_h * (kernel_h - 1) / 2, j + dilation_w * (kernel_w - 1) / 2) of a plane
-// padded_height x padded_width. Output pixel (i, j) is at i * padded_width + j in the same frame.
+// How the gated-skip kernel (gated_conv.h) sees a sample: zero-padded planes of padded_height x
+// padded_width, x's pixel (i, j) at (i + pad_h, j + pad_w), that is at i * padded_width + j +
+// origin(); output pixel (i, j) is lane i * padded_width + j.
 struct GatedConvLayout {
+  int64_t pad_h, pad_w;  // dilation * (kernel - 1) / 2: the padding that keeps the shape
   int64_t padded_height, padded_width;
   // Wide rows start a register at each row (padded_width a multiple of 16 plus the padding, so no
   // register reads past its row). Narrow rows would leave most lanes empty that way (7 pixels of
@@ -58,18 +59,31 @@ struct GatedConvLayout {
   bool across_rows;
 
   int64_t plane() const { return padded_height * padded_width; }
+  int64_t origin() const { return pad_h * padded_width + pad_w; }
   // A buffer of `channels` planes: a register at the end of the last plane may read up to 15
   // elements past it.
   int64_t buffer_size(int64_t channels) const { return channels * plane() + kGatedConvColumnMultiple; }
 };
 
-// The layout that wastes the fewest lanes of 16-float registers.
+// n rounded up to whole 16-float registers.
+inline int64_t gated_conv_register_lanes(int64_t n) {
+  return (n + kGatedConvColumnMultiple - 1) / kGatedConvColumnMultiple * kGatedConvColumnMultiple;
+}
+
+inline GatedConvLayout gated_conv_layout(int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w,
+                                         int64_t dilation_h, int64_t dilation_w, bool across_rows) {
+  const int64_t pad_h = dilation_h * (kernel_h - 1) / 2, pad_w = dilation_w * (kernel_w - 1) / 2;
+  const int64_t columns = across_rows ? width : gated_conv_register_lanes(width);
+  return {pad_h, pad_w, height + 2 * pad_h, columns + 2 * pad_w, across_rows};
+}
+
+// The layout that wastes the fewer lanes of 16-float registers.
 inline GatedConvLayout gated_conv_layout(int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w,
                                          int64_t dilation_h, int64_t dilation_w) {
-  auto round_up = [](int64_t v) { return (v + kGatedConvColumnMultiple - 1) / kGatedConvColumnMultiple * kGatedConvColumnMultiple; };
-  const int64_t padded_height = height + dilation_h * (kernel_h - 1), border = dilation_w * (kernel_w - 1);
-  const bool across_rows = round_up(height * (width + border)) < height * round_up(width);
-  return {padded_height, (across_rows ? width : round_up(width)) + border, across_rows};
+  const GatedConvLayout across = gated_conv_layout(height, width, kernel_h, kernel_w, dilation_h, dilation_w, true);
+  if (gated_conv_register_lanes(height * across.padded_width) < height * gated_conv_register_lanes(width))
+    return across;
+  return gated_conv_layout(height, width, kernel_h, kernel_w, dilation_h, dilation_w, false);
 }
 
 // The gated-skip convolution's forward (SPEC section 5) for `count` output channels of one group of

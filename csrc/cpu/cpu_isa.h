@@ -27,4 +27,10 @@ std::unique_ptr<SweepKernel<T>> make_cpu_sweep_kernel(CellKind cell, const Sweep
   else return active_cpu_isa().make_double(cell, shape, params);
 }
 
+template <class T>
+void run_cpu_gated_conv(const GatedConvJob<T>& job, int64_t row_begin, int64_t row_end) {
+  if constexpr (std::is_same<T, float>::value) active_cpu_isa().gated_conv_float(job, row_begin, row_end);
+  else active_cpu_isa().gated_conv_double(job, row_begin, row_end);
+}
+
 }  // namespace rnnpool

@@ -66,12 +66,6 @@ inline T activate(T z, bool relu) {
   return relu && !(z > T(0)) && !std::isnan(z) ? T(0) : z;
 }
 
-template <class T>
-void run_gated_conv(const GatedConvJob<T>& job, int64_t row_begin, int64_t row_end) {
-  if constexpr (std::is_same<T, float>::value) active_cpu_isa().gated_conv_float(job, row_begin, row_end);
-  else active_cpu_isa().gated_conv_double(job, row_begin, row_end);
-}
-
 // One sample made ready for the direct convolution: its zero-padded planes, the filters of its
 // active channels and one job per group with an active channel. Reused from sample to sample.
 template <class T>
@@ -110,10 +104,9 @@ class SampleJobs {
  private:
   void pad_channels(const T* x, int64_t first, int64_t count) {
     const GatedSkipShape& s = in_.shape;
-    const int64_t pad_h = s.dilation_h * (s.kernel_h - 1) / 2, pad_w = s.dilation_w * (s.kernel_w - 1) / 2;
     for (int64_t c = first; c < first + count; ++c)
       for (int64_t i = 0; i < s.height; ++i)
-        std::memcpy(padded_.data() + c * layout_.plane() + (i + pad_h) * layout_.padded_width + pad_w,
+        std::memcpy(padded_.data() + c * layout_.plane() + i * layout_.padded_width + layout_.origin(),
                     x + (c * s.height + i) * s.width, s.width * sizeof(T));
   }
 
@@ -180,7 +173,7 @@ void forward_samples(const GatedSkipInputs& in, at::Tensor& y) {
       SampleJobs<T> jobs(in);
       for (int64_t i = begin; i < end; ++i)
         for (const GatedConvJob<T>& job : jobs.prepare(computed[i], out + computed[i] * sample_size))
-          run_gated_conv(job, 0, s.height);
+          run_cpu_gated_conv(job, 0, s.height);
     });
     return;
   }
@@ -193,7 +186,7 @@ void forward_samples(const GatedSkipInputs& in, at::Tensor& y) {
     at::parallel_for(0, static_cast<int64_t>(sample_jobs.size()) * rows, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end;) {
         const int64_t job = i / rows, row = i % rows, last = std::min(end - job * rows, rows);
-        run_gated_conv(sample_jobs[job], row, last);
+        run_cpu_gated_conv(sample_jobs[job], row, last);
         i = job * rows + last;
       }
     });

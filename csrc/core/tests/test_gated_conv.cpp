@@ -73,12 +73,12 @@ double expected(const Case& c, const Data& d, int64_t ch, int64_t i, int64_t j) 
 template <class T>
 double max_error(void (*run)(const GatedConvJob<T>&, int64_t, int64_t), const Case& c, const Data& d,
                  const GatedConvLayout& layout, const std::string& name) {
-  const int64_t per_group = c.channels / c.groups, pad = c.dilation * (c.kernel - 1) / 2;
+  const int64_t per_group = c.channels / c.groups;
   Guarded<T> padded(layout.buffer_size(c.channels)), alpha(d.alpha), beta(d.beta), gate(d.gate);
   for (int64_t ch = 0; ch < c.channels; ++ch)
     for (int64_t i = 0; i < c.height; ++i)
       for (int64_t j = 0; j < c.width; ++j)
-        padded.data()[ch * layout.plane() + (i + pad) * layout.padded_width + j + pad] =
+        padded.data()[ch * layout.plane() + i * layout.padded_width + j + layout.origin()] =
             T(d.x[(ch * c.height + i) * c.width + j]);
   const T sentinel = T(12345);
   Guarded<T> y(c.channels * c.height * c.width, sentinel);
@@ -150,9 +150,9 @@ int main() {
     for (const Case& c : cases) {
       const Data d = make_case_data(c, rng);
       // Both layouts, whichever gated_conv_layout would pick for the shape.
-      const int64_t border = c.dilation * (c.kernel - 1), wide = (c.width + 15) / 16 * 16;
-      for (const GatedConvLayout& layout : {GatedConvLayout{c.height + border, wide + border, false},
-                                            GatedConvLayout{c.height + border, c.width + border, true}}) {
+      for (bool across_rows : {false, true}) {
+        const GatedConvLayout layout =
+            gated_conv_layout(c.height, c.width, c.kernel, c.kernel, c.dilation, c.dilation, across_rows);
         const std::string name =
             std::string(isa.name) + " " + c.name + (layout.across_rows ? " (across rows)" : " (row by row)");
         const double f32 = max_error<float>(isa.gated_conv_float, c, d, layout, name + " float32");
