@@ -90,7 +90,8 @@ class SequencePipeline {
   at::Tensor forward() const {
     const SweepShape& s = shape_;
     if (s.batch == 0) return at::empty({0, s.out_channels(), s.out_h(), s.out_w()}, x_.options());
-    const at::Tensor summaries = summarize(x_);
+    const at::Tensor xp = project_pixels(x_);  // outlives the job that reads it
+    const at::Tensor summaries = summarize(xp, s.batch);
     std::vector<at::Tensor> blocks;
     at::Tensor pooled;
     if (s.needs_rnn2()) {
@@ -121,7 +122,8 @@ class SequencePipeline {
     for (int64_t first = 0; first < s.batch; first += chunk) {
       const int64_t count = std::min(chunk, s.batch - first);
       const at::Tensor x = x_.narrow(0, first, count);
-      const at::Tensor summaries = summarize(x);  // [P, (kh + kw) h1]
+      const at::Tensor xp = project_pixels(x);  // read by RNN1's forward and its backward
+      const at::Tensor summaries = summarize(xp, count);  // [P, (kh + kw) h1]
       const int64_t P = summaries.size(0);
       // The output gradient as [P, out_channels], blocks R, G, C.
       const at::Tensor g = grad.narrow(0, first, count).permute({0, 2, 3, 1}).reshape({P, s.out_channels()});
@@ -151,7 +153,7 @@ class SequencePipeline {
         g2.params[0].addmm_(d_s2.t(), summary_rows);
         d_summaries.view({-1, s.hidden1}).addmm_(d_s2, rnn2_.input_weight());
       }
-      const at::Tensor d_xp = backward_sequences(SequenceSet::PatchLines, count, rnn1_, project_pixels(x),
+      const at::Tensor d_xp = backward_sequences(SequenceSet::PatchLines, count, rnn1_, xp,
                                                  d_summaries, g1, count * s.pixels());
       // Both GEMMs read x and write dx in NCHW, as planes [C, H W] per sample: no layout copies.
       const at::Tensor d_xp_planes = d_xp.view({count, s.pixels(), -1}).transpose(1, 2);  // [n, g h1, H W]
@@ -184,13 +186,13 @@ class SequencePipeline {
   // The input projection of every row of `rows` (no bias): [rows, gates hidden].
   static at::Tensor project(const at::Tensor& rows, const Cell& c) { return at::mm(rows, c.input_weight().t()); }
 
-  // RNN1's summaries of every patch of x [n, C, H, W]: [n H' W', (kh + kw) h1].
-  at::Tensor summarize(const at::Tensor& x) const {
+  // RNN1's summaries of every patch of `count` samples from their projected pixels `xp`
+  // (project_pixels): [count H' W', (kh + kw) h1].
+  at::Tensor summarize(const at::Tensor& xp, int64_t count) const {
     const SweepShape& s = shape_;
-    const int64_t P = x.size(0) * s.patches();
+    const int64_t P = count * s.patches();
     at::Tensor summaries = at::empty({P, s.summaries() * s.hidden1}, x_.options());
-    const at::Tensor inputs = project_pixels(x);  // outlives the job
-    SequenceJob<T> job = make_job<T>(geometry(SequenceSet::PatchLines), P * s.summaries(), rnn1_, inputs);
+    SequenceJob<T> job = make_job<T>(geometry(SequenceSet::PatchLines), P * s.summaries(), rnn1_, xp);
     job.final_state = summaries.data_ptr<T>();
     runner_.forward(job);
     return summaries;
