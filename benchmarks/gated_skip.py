@@ -167,21 +167,18 @@ def main(argv=None):
         machine["gpu"] = torch.cuda.get_device_name()
     name = machine["gpu"] if args.device == "cuda" else machine["cpu"]
     threads = f"-{args.threads}thread" if args.threads else ""
+    settings = dict(reps=args.reps, warmup=args.warmup, device=args.device, dtype="float32")
     if args.shapes:
-        rows = measure_shapes(args.device, args.reps, args.warmup)
-        settings = dict(shapes=OTHER_SHAPES, reps=args.reps, warmup=args.warmup, device=args.device, dtype="float32")
-        report = shapes_markdown(rows, machine, settings)
-        print(report)
-        return write_results(f"gated-skip-shapes-{args.device}-{slug(name)}{threads}", report,
-                             dict(machine=machine, settings=settings, rows=rows))
-    rows = measure(args.device, args.reps, args.warmup)
-    settings = dict(shape=SHAPE, reps=args.reps, warmup=args.warmup, device=args.device, dtype="float32")
-    met = targets_met(rows)
-    report = markdown(rows, machine, settings, met)
+        prefix, rows = "gated-skip-shapes", measure_shapes(args.device, args.reps, args.warmup)
+        settings = dict(shapes=OTHER_SHAPES, **settings)
+        report, payload = shapes_markdown(rows, machine, settings), dict(machine=machine, settings=settings, rows=rows)
+    else:
+        prefix, rows = "gated-skip", measure(args.device, args.reps, args.warmup)
+        settings, met = dict(shape=SHAPE, **settings), targets_met(rows)
+        report = markdown(rows, machine, settings, met)
+        payload = dict(machine=machine, settings=settings, rows=rows, targets=met)
     print(report)
-    payload = dict(machine=machine, settings=settings, rows=rows, targets=met)
-    return write_results(f"gated-skip-{args.device}-{slug(name)}{threads}", report, payload)
-
+    return write_results(f"{prefix}-{args.device}-{slug(name)}{threads}", report, payload)
 
 if __name__ == "__main__":
     main()
