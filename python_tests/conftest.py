@@ -6,20 +6,13 @@ import torch
 
 from rnnpool_ops.cells import parameter_shapes
 
-# ../shared beside the repository root, where every checkout and CI run has it.
-GOLDEN_PATH = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "golden"
-    / "edgeml_vww_rnnpool_trace.json"
-)
+# EdgeML's recorded patch, kept with the tests (see data/README.md for where it comes from).
+GOLDEN_PATH = Path(__file__).resolve().parent / "data" / "edgeml_vww_rnnpool_trace.json"
 
 
 @pytest.fixture(scope="session")
 def golden():
     """EdgeML's recorded VWW RNNPool patch: trained weights, one input patch and its output."""
-    if not GOLDEN_PATH.is_file():
-        pytest.skip(f"../shared/golden not found: {GOLDEN_PATH}")
     return json.loads(GOLDEN_PATH.read_text())
 
 

@@ -228,7 +228,7 @@ class SequencePipeline {
       grads.params[2].add_(d_gate.sum(0));
       grads.params[3].add_(d_update.sum(0));
       // Chain rule through the sigmoid the cell applies to the raw zeta and nu.
-      const at::Tensor sums = mix_partials.sum({0, 1});
+      const at::Tensor sums = mix_partials.sum(at::IntArrayRef{0, 1});
       for (int i = 0; i < 2; ++i) {
         const at::Tensor squashed = at::sigmoid(c.params[4 + i]);
         grads.params[4 + i].add_(sums.narrow(0, i, 1) * squashed * (1 - squashed));
