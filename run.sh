@@ -11,7 +11,7 @@ VENV=.venv
 PY="$VENV/bin/python"
 # torch 2.14.1 is the CUDA build: the CUDA kernels can be compiled against it.
 # setuptools >= 70.1 builds editable wheels without the separate `wheel` package.
-DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest matplotlib "setuptools>=70.1")
+DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest hypothesis matplotlib ninja "setuptools>=70.1")
 
 log() { printf '[run.sh] %s\n' "$*"; }
 
@@ -31,17 +31,18 @@ setup() {
   build_extension
 }
 
-# An editable pip install recompiles every source each time (~30 s here), so
-# rebuild only when the C++ sources, setup.py or this script (its pins) changed.
+# An editable pip install recompiles every source each time, so rebuild only when the C++ sources,
+# setup.py, pyproject.toml or this script (its pins) changed. The build here includes the test-only
+# rnnpool_emulated ops (RNNPOOL_BUILD_TEST_OPS=1), which an installed package leaves out.
 build_extension() {
   local stamp="$VENV/.extension-built"
-  if [[ -f "$stamp" ]] && compgen -G "rnnpool_ops/_C*.so" >/dev/null &&
-    [[ -z "$(find csrc setup.py run.sh -newer "$stamp" -print -quit)" ]]; then
+  if [[ -f "$stamp" ]] && [[ -f rnnpool_ops/librnnpool_ops.so ]] &&
+    [[ -z "$(find csrc setup.py pyproject.toml run.sh -newer "$stamp" -print -quit)" ]]; then
     log "extension up to date"
     return
   fi
   log "building the extension"
-  "$PY" -m pip install -q --no-build-isolation -e .
+  RNNPOOL_BUILD_TEST_OPS=1 "$PY" -m pip install -q --no-build-isolation -e .
   # CI sets RNNPOOL_REQUIRE_CUDA=1: the CUDA kernels must have been compiled (no GPU needed).
   if [[ "${RNNPOOL_REQUIRE_CUDA:-0}" == 1 ]] &&
     ! "$PY" -c 'import rnnpool_ops, sys; sys.exit(not rnnpool_ops.cuda_kernels_available())'; then
@@ -101,7 +102,7 @@ gpu_suite() {
   local py=${PYTHON:-python3}
   "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no GPU visible to torch")'
   log "building the extension in place, CUDA kernels for $("$py" -c 'import torch; print(torch.cuda.get_device_name())')"
-  "$py" setup.py build_ext --inplace
+  RNNPOOL_BUILD_TEST_OPS=1 "$py" setup.py build_ext --inplace
   log "GPU tests"
   local status=0
   "$py" -m pytest -q -rs python_tests/test_gpu_sweep.py python_tests/test_triton_gpu.py \

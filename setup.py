@@ -1,14 +1,23 @@
-"""Builds rnnpool_ops._C: the operator schemas, the C++ CPU kernels and, when it can, the CUDA kernels.
+"""Builds the operator library rnnpool_ops/librnnpool_ops.so: the op schemas, the C++ CPU kernels
+and, when it can, the CUDA kernels. It links libtorch only (no Python), so the Python package and
+C++ programs load the same file (see docs/deployment.md).
 
-Use `pip install --no-build-isolation -e .` so the extension is compiled against the torch that is
-already installed (build isolation would fetch another one).
+Install into an environment that already has torch, without build isolation (which would compile
+against another torch): `pip install --no-build-isolation .` (or `-e .`, or `pip wheel ...`).
+pyproject.toml holds the package's metadata; this file only describes the compiled parts.
 
-The CUDA kernels (csrc/cuda/) are built whenever torch is a CUDA build and nvcc is found, with or
+The kernel core's ISA builds (csrc/core/isa/) need flags of their own: they are static libraries
+built by setuptools' build_clib with the flags of csrc/core/isa/isa_flags.txt (which CMakeLists.txt
+reads too), in parallel; the rest compiles with torch's ninja build (parallel too, when ninja is
+installed) and links them in.
+
+The CUDA kernels (csrc/gpu/) are built whenever torch is a CUDA build and nvcc is found, with or
 without a GPU. Environment:
-  RNNPOOL_SKIP_CUDA=1     build the CPU kernels only (a quicker build)
-  CUDA_HOME               the CUDA toolkit (default: /usr/local/cuda when it holds nvcc)
-  TORCH_CUDA_ARCH_LIST    the GPU architectures; default: the visible GPU's, else "9.0" (H100/H200)
-  MAX_JOBS                files compiled at a time (default: all cores)
+  RNNPOOL_SKIP_CUDA=1       build the CPU kernels only (a quicker build)
+  RNNPOOL_BUILD_TEST_OPS=1  also build the test-only rnnpool_emulated ops (csrc/testing/; run.sh sets it)
+  CUDA_HOME                 the CUDA toolkit (default: /usr/local/cuda when it holds nvcc)
+  TORCH_CUDA_ARCH_LIST      the GPU architectures; default: the visible GPU's, else "9.0" (H100/H200)
+  MAX_JOBS                  files compiled at a time (default: all cores)
 """
 import glob
 import os
@@ -22,90 +31,67 @@ if "CUDA_HOME" not in os.environ and os.path.isfile("/usr/local/cuda/bin/nvcc"):
     os.environ["CUDA_HOME"] = "/usr/local/cuda"
 
 import torch  # noqa: E402
-from setuptools import find_packages, setup  # noqa: E402
+from setuptools import setup  # noqa: E402
+from setuptools.command.build_clib import build_clib  # noqa: E402
 from torch.utils import cpp_extension  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = Path(__file__).parent
 CSRC = ROOT / "csrc"
-X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+    platform.machine().lower(), "other")
+JOBS = int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)
 
-AARCH64 = platform.machine().lower() in ("aarch64", "arm64")
 
-# No -march flag anywhere: a wheel built here runs on any x86-64. Each ISA build of the core
-# (csrc/core/isa/sweep_<isa>.cpp) gets its own flags, and cpu_isa.cpp picks one at run time from
-# what the CPU supports. The builds are vectorised by hand (csrc/core/simd/), so GCC's loop
-# vectoriser is off in all of them: the scalar build stays scalar (the reference the vector builds
-# are measured against), and GCC 12's loop vectoriser was seen reading past the end of a strided
-# array in the float64 code of the vector builds (a crash in project_pixels_backward).
-CXX_FLAGS = ["-O3", "-fopenmp"]
-NO_AUTO_VECTORISATION = ["-fno-tree-loop-vectorize"]
-ISA_FLAGS = {
-    "_scalar.cpp": NO_AUTO_VECTORISATION + ["-fno-tree-slp-vectorize"],
-    "_avx2.cpp": NO_AUTO_VECTORISATION + ["-mavx2", "-mfma"],
-    "_avx512.cpp": NO_AUTO_VECTORISATION + ["-mavx512f", "-mavx2", "-mfma"],
-    "_neon.cpp": NO_AUTO_VECTORISATION,
-}
-# The scalar build comes first so the linker keeps its copies of inline functions shared by the
-# builds (std::vector's, for instance), never those compiled for a wider ISA.
-ISA_BUILDS = ["scalar"] + (["avx2", "avx512"] if X86_64 else []) + (["neon"] if AARCH64 else [])
+def flag(name):
+    return os.environ.get(name, "0") == "1"
 
 
 def sources(*patterns):
     return sorted(str(p.relative_to(ROOT)) for pattern in patterns for p in CSRC.glob(pattern))
 
 
-class BuildWithIsaFlags(BuildExtension):
-    """Adds ISA_FLAGS to the files they name (and to no other file), and compiles files in parallel."""
+def isa_builds():
+    """(name, flags) of each ISA build of csrc/core/isa/isa_flags.txt compiled for this machine."""
+    builds = []
+    for line in (CSRC / "core" / "isa" / "isa_flags.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, machines, *flags = line.split()
+            if machines in ("any", MACHINE):
+                builds.append((name, flags))
+    return builds
 
-    def build_extension(self, ext):
-        torch_compile = self.compiler._compile
 
-        def compile_one(obj, src, ext_name, cc_args, extra_postargs, pp_opts):
-            extra = next((flags for suffix, flags in ISA_FLAGS.items() if src.endswith(suffix)), [])
-            if extra:
-                extra_postargs = {**extra_postargs, "cxx": extra_postargs["cxx"] + extra}
-            torch_compile(obj, src, ext_name, cc_args, extra_postargs, pp_opts)
+# One static library per ISA build, the scalar one (listed first) also holding the table of builds.
+CORE_LIBRARIES = [
+    (f"rnnpool_core_{name}", {
+        "sources": (sources("core/isa/isa_table.cpp") if index == 0 else []) + sources(f"core/isa/sweep_{name}.cpp"),
+        "include_dirs": [str(CSRC)],
+        "cflags": ["-std=c++17", "-O3"] + flags,
+    })
+    for index, (name, flags) in enumerate(isa_builds())
+]
 
-        self.compiler._compile = compile_one
-        self.compiler.compile = self._parallel_compile
-        try:
-            super().build_extension(ext)
-        finally:
-            self.compiler._compile = torch_compile
-            del self.compiler.compile  # back to the class's own
 
-    def _parallel_compile(self, sources, output_dir=None, macros=None, include_dirs=None, debug=0,
-                          extra_preargs=None, extra_postargs=None, depends=None):
-        """distutils' compile(), with the C++ files compiled MAX_JOBS (default: all cores) at a time.
+class BuildCoreLibraries(build_clib):
+    """build_clib, with the libraries compiled at the same time (one thread each)."""
 
-        ninja would do that, but its build file cannot give one file flags of its own. CUDA files
-        go first, one at a time: torch's compile step swaps the compiler executable to nvcc while it
-        compiles one.
-        """
-        compiler = self.compiler
-        macros, objects, extra_postargs, pp_opts, build = compiler._setup_compile(
-            output_dir, macros, include_dirs, sources, depends, extra_postargs)
-        cc_args = compiler._get_cc_args(pp_opts, debug, extra_preargs)
-        jobs = [(obj, *build[obj]) for obj in objects if obj in build]
+    def build_libraries(self, libraries):
+        with ThreadPoolExecutor(max_workers=JOBS) as pool:
+            list(pool.map(lambda library: super(BuildCoreLibraries, self).build_libraries([library]), libraries))
 
-        def compile_job(job):
-            obj, src, ext_name = job
-            compiler._compile(obj, src, ext_name, cc_args, extra_postargs, pp_opts)
 
-        for job in jobs:
-            if job[1].endswith(".cu"):
-                compile_job(job)
-        workers = int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(compile_job, [job for job in jobs if not job[1].endswith(".cu")]))
-        return objects
+class BuildExtensionWithCore(BuildExtension):
+    """torch's BuildExtension, building the core's ISA libraries first (also for `build_ext --inplace`)."""
 
+    def run(self):
+        self.run_command("build_clib")
+        super().run()
 
 
 def cuda_build():
     """(True, "") when the CUDA kernels can be built here, else (False, why not)."""
-    if os.environ.get("RNNPOOL_SKIP_CUDA", "0") == "1":
+    if flag("RNNPOOL_SKIP_CUDA"):
         return False, "RNNPOOL_SKIP_CUDA=1"
     if torch.version.cuda is None:
         return False, f"torch {torch.__version__} is a CPU-only build"
@@ -124,41 +110,41 @@ def cuda_wheel_include_dirs():
 
 
 WITH_CUDA, NO_CUDA_REASON = cuda_build()
+WITH_TEST_OPS = flag("RNNPOOL_BUILD_TEST_OPS")
 if WITH_CUDA and "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
     # Without a GPU torch would build every architecture it knows (slow); Hopper is what we test on.
     os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
-print(f"[rnnpool-ops setup] CUDA kernels: {'built for ' + os.environ.get('TORCH_CUDA_ARCH_LIST', 'the visible GPU') if WITH_CUDA else 'skipped (' + NO_CUDA_REASON + ')'}")
+print("[rnnpool-ops setup] CUDA kernels: "
+      + ("built for " + os.environ.get("TORCH_CUDA_ARCH_LIST", "the visible GPU") if WITH_CUDA
+         else f"skipped ({NO_CUDA_REASON})")
+      + "; test-only ops: " + ("built" if WITH_TEST_OPS else "not built (RNNPOOL_BUILD_TEST_OPS=1 builds them)"))
 
-CPU_SOURCES = (
-    sources("*.cpp", "cpu/*.cpp", "sequences/*.cpp", "core/isa/isa_table.cpp")
-    + [source for isa in ISA_BUILDS for source in sources(f"core/isa/sweep_{isa}.cpp")]
+# csrc/gpu/pipeline.cpp is the GPU algorithm's host code: the CUDA kernels and the emulated ops run it.
+LIBRARY_SOURCES = (
+    sources("*.cpp", "cpu/*.cpp")
+    + (sources("gpu/*.cpp") if WITH_CUDA or WITH_TEST_OPS else [])
+    + (sources("testing/*.cpp") if WITH_TEST_OPS else [])
+)
+# py_limited_api: link libtorch without libtorch_python, so that no Python is needed to load it.
+library_options = dict(
+    name="rnnpool_ops.librnnpool_ops",
+    include_dirs=[str(CSRC)],
+    extra_compile_args={"cxx": ["-O3", "-fopenmp"], "nvcc": ["-O3"]},
+    extra_link_args=["-fopenmp"],
+    py_limited_api=True,
 )
 if WITH_CUDA:
-    ext = CUDAExtension(
-        name="rnnpool_ops._C",
-        sources=CPU_SOURCES + sources("cuda/*.cu"),
-        include_dirs=[str(CSRC)] + cuda_wheel_include_dirs(),
-        extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3"]},
-        extra_link_args=["-fopenmp"],
-    )
+    library_options["include_dirs"] += cuda_wheel_include_dirs()
+    library = CUDAExtension(sources=LIBRARY_SOURCES + sources("gpu/*.cu"), **library_options)
 else:
-    ext = CppExtension(
-        name="rnnpool_ops._C",
-        sources=CPU_SOURCES,
-        include_dirs=[str(CSRC)],
-        extra_compile_args={"cxx": CXX_FLAGS},
-        extra_link_args=["-fopenmp"],
-    )
+    library = CppExtension(sources=LIBRARY_SOURCES, **library_options)
 
 setup(
-    name="rnnpool-ops",
-    version="0.1.0",
-    description="Fused RNNPool / ReX operators for PyTorch",
-    license="MIT",
-    packages=find_packages(include=["rnnpool_ops", "rnnpool_ops.*"]),
-    ext_modules=[ext],
-    # Per-file flags need distutils' compile path (made parallel above), not ninja's.
-    cmdclass={"build_ext": BuildWithIsaFlags.with_options(use_ninja=False)},
-    python_requires=">=3.10",
-    install_requires=["torch>=2.4"],
+    libraries=CORE_LIBRARIES,
+    ext_modules=[library],
+    cmdclass={
+        "build_clib": BuildCoreLibraries,
+        # no_python_abi_suffix: the file is librnnpool_ops.so, a shared library, not a Python module.
+        "build_ext": BuildExtensionWithCore.with_options(no_python_abi_suffix=True),
+    },
 )

@@ -1,77 +1,69 @@
-// The rnnpool operator library: every schema in one place. Backends register their kernels in
-// their own files (cpu/, cuda/, sequences/) with TORCH_LIBRARY_IMPL; autograd and fake (meta) kernels are
-// registered from Python in rnnpool_ops/_ops.py.
-#include <Python.h>
+// The rnnpool operator library: every schema of torch.ops.rnnpool in one place, and a small C API
+// for choosing the CPU kernels' ISA build. Backends register their kernels in their own files
+// (cpu/, gpu/) with TORCH_LIBRARY_IMPL; autograd and fake (meta) kernels are registered from Python
+// in rnnpool_ops/_ops.py. Nothing here needs Python: the library (librnnpool_ops.so) is loaded by
+// the Python package and by C++ programs alike (examples/aoti_runner).
 #include <torch/library.h>
 
+#include <string>
+
 #include "cpu/cpu_isa.h"
+#include "schemas.h"
 
 namespace {
 
-// Runs f, turning a c10 error into the matching Python exception.
+// The text a C API call hands back; valid until the calling thread's next call.
+thread_local std::string c_api_text;
+
+// Runs f (which sets c_api_text on success) and returns 0, or 1 with the message of a bad value
+// (c10::ValueError), or 2 with the message of any other error.
 template <class F>
-PyObject* calling_python(F&& f) {
+int c_api_call(const char** text, F&& f) {
+  int status = 0;
   try {
-    return f();
+    f();
   } catch (const c10::ValueError& e) {
-    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
-  } catch (const c10::Error& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    c_api_text = e.what_without_backtrace();
+    status = 1;
+  } catch (const std::exception& e) {
+    c_api_text = e.what();
+    status = 2;
   }
-  return nullptr;
+  *text = c_api_text.c_str();
+  return status;
 }
-
-// rnnpool_ops._C.cpu_isa(): the ISA build of the CPU kernels in use (see cpu/cpu_isa.h).
-PyObject* cpu_isa(PyObject*, PyObject*) {
-  return calling_python([] { return PyUnicode_FromString(rnnpool::active_cpu_isa().name); });
-}
-
-// rnnpool_ops._C.set_cpu_isa(name)
-PyObject* set_cpu_isa(PyObject*, PyObject* name) {
-  const char* text = PyUnicode_AsUTF8(name);
-  if (!text) return nullptr;
-  return calling_python([text] {
-    rnnpool::set_cpu_isa(text);
-    Py_RETURN_NONE;
-  });
-}
-
-// rnnpool_ops._C.available_cpu_isas(): the builds this CPU can run, best first.
-PyObject* available_cpu_isas(PyObject*, PyObject*) {
-  return calling_python([]() -> PyObject* {
-    const std::vector<std::string> names = rnnpool::available_cpu_isas();
-    PyObject* list = PyList_New(static_cast<Py_ssize_t>(names.size()));
-    if (!list) return nullptr;
-    for (size_t i = 0; i < names.size(); ++i)
-      PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), PyUnicode_FromString(names[i].c_str()));
-    return list;
-  });
-}
-
-PyMethodDef methods[] = {
-    {"cpu_isa", cpu_isa, METH_NOARGS, "The ISA build of the CPU kernels in use."},
-    {"set_cpu_isa", set_cpu_isa, METH_O, "Choose the ISA build of the CPU kernels ('auto' for the best)."},
-    {"available_cpu_isas", available_cpu_isas, METH_NOARGS, "The ISA builds this CPU can run, best first."},
-    {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
 
-// Importing rnnpool_ops._C loads this library and runs the registrations below.
-extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
-  return PyModule_Create(&module);
+// The C API (rnnpool_ops/_ops.py calls it through ctypes; a C++ program may call it too). Each
+// function returns 0 and sets *text to its result, or returns 1 (bad value) or 2 (other error)
+// and sets *text to the message.
+extern "C" {
+
+// The ISA build the CPU kernels run (see cpu/cpu_isa.h).
+__attribute__((visibility("default"))) int rnnpool_cpu_isa(const char** text) {
+  return c_api_call(text, [] { c_api_text = rnnpool::active_cpu_isa().name; });
 }
 
-// The sweep's signatures, shared by rnnpool:: and rnnpool_emulated:: below.
-#define SWEEP_FORWARD_SIGNATURE                                                                  \
-  "(Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, Tensor? proj_bias, "           \
-  "int[2] kernel_size, int[2] stride, int[2] padding, str cell, str gate_nonlinearity, "        \
-  "str update_nonlinearity, str parts) -> Tensor"
-#define SWEEP_BACKWARD_SIGNATURE                                                                 \
-  "(Tensor grad_output, Tensor x, Tensor[] rnn1, Tensor[] rnn2, Tensor? proj_weight, "          \
-  "Tensor? proj_bias, int[2] kernel_size, int[2] stride, int[2] padding, str cell, "            \
-  "str gate_nonlinearity, str update_nonlinearity, str parts) "                                 \
-  "-> (Tensor grad_x, Tensor[] grad_rnn1, Tensor[] grad_rnn2, Tensor[] grad_proj)"
+// Choose the ISA build by name ("auto": the best this CPU runs); *text is the previous name.
+__attribute__((visibility("default"))) int rnnpool_set_cpu_isa(const char* name, const char** text) {
+  return c_api_call(text, [name] {
+    const std::string previous = rnnpool::active_cpu_isa().name;
+    rnnpool::set_cpu_isa(name);
+    c_api_text = previous;
+  });
+}
+
+// The builds this CPU can run, best first, separated by spaces.
+__attribute__((visibility("default"))) int rnnpool_available_cpu_isas(const char** text) {
+  return c_api_call(text, [] {
+    std::string names;
+    for (const std::string& name : rnnpool::available_cpu_isas()) names += (names.empty() ? "" : " ") + name;
+    c_api_text = names;
+  });
+}
+
+}  // extern "C"
 
 TORCH_LIBRARY(rnnpool, m) {
   // The patch sweep of RNNPool and ReX (SPEC sections 1-4). rnn1/rnn2 hold the cell's parameters
@@ -97,11 +89,4 @@ TORCH_LIBRARY(rnnpool, m) {
       "Tensor? channel_gate, Tensor? scale, Tensor? shift, int[2] dilation, int groups, str activation, "
       "bool[2] conv_grad_mask) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias, Tensor grad_layer_gate, "
       "Tensor grad_channel_gate, Tensor grad_scale, Tensor grad_shift)");
-}
-
-// The CUDA algorithm (csrc/sequences/pipeline.cpp) run on the CPU, its kernels replaced by a loop
-// over the same per-sequence code (csrc/sequences/emulated_runner.cpp): for tests without a GPU.
-TORCH_LIBRARY(rnnpool_emulated, m) {
-  m.def("forward" SWEEP_FORWARD_SIGNATURE);
-  m.def("backward" SWEEP_BACKWARD_SIGNATURE);
 }

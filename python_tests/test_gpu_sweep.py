@@ -1,7 +1,7 @@
-"""The GPU algorithm of the sweep (csrc/sequences/, csrc/core/sequence*.h) against the reference:
+"""The GPU algorithm of the sweep (csrc/gpu/) against the reference:
 
 - torch.ops.rnnpool_emulated, the same pipeline and kernel code run on the CPU, so CI checks the
-  algorithm without a GPU (see csrc/sequences/emulated_runner.cpp), in three schedules:
+  algorithm without a GPU (see csrc/testing/emulated_ops.cpp), in three schedules:
   "loop" (each sequence's units in turn) and "threads_in_order" / "threads_reversed" (each GPU
   block's threads as fibers switched at every barrier, in either order: a missing barrier fails one);
 - "cuda": torch.ops.rnnpool on CUDA tensors, the real kernels; skipped without a GPU.
@@ -27,6 +27,7 @@ DEVICES = {name: "cuda" if name == "cuda" else "cpu" for name in OPS}
 @pytest.fixture(params=[*EMULATED_SCHEDULES, "cuda"])
 def impl(request, monkeypatch):
     if request.param in EMULATED_SCHEDULES:
+        require_emulated_ops()
         monkeypatch.setenv("RNNPOOL_EMULATED_SCHEDULE", EMULATED_SCHEDULES[request.param])
     if request.param == "cuda":
         if not torch.cuda.is_available():
@@ -36,6 +37,11 @@ def impl(request, monkeypatch):
                 pytest.skip("the extension was built with RNNPOOL_SKIP_CUDA=1")
             pytest.fail("a GPU is present but the extension has no CUDA kernels: rebuild with nvcc available")
     return request.param
+
+
+def require_emulated_ops():
+    if not _ops.emulated_ops_available():
+        pytest.skip("the library was built without the test-only ops (RNNPOOL_BUILD_TEST_OPS=1 builds them)")
 
 
 def on_device(args, device):
@@ -219,6 +225,7 @@ def test_compile_reduce_overhead_on_a_side_stream(variant):
 
 
 def test_unknown_emulated_schedule_is_a_clear_error(monkeypatch):
+    require_emulated_ops()
     monkeypatch.setenv("RNNPOOL_EMULATED_SCHEDULE", "sideways")
     with pytest.raises(ValueError, match="RNNPOOL_EMULATED_SCHEDULE must be 'loop', 'forward' or 'reverse'"):
         run_op("loop", make_args("overlap", "rnnpool_fastgrnn"))

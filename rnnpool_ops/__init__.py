@@ -12,7 +12,7 @@ from .gated_skip import GatedSkipConv2d, hard_gate
 from .layers import ReX2d, RNNPool2d
 from .multiexit import MultiExitNetwork
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the package version (pyproject.toml reads it)
 
 __all__ = [
     "FastGRNNCell", "RNNPool2d", "ReX2d", "GatedSkipConv2d", "hard_gate", "MultiExitNetwork", "functional",

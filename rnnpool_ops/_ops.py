@@ -1,23 +1,61 @@
-"""Loads the compiled operators (rnnpool_ops._C) and registers what torch needs around them:
-fake kernels for tracing (torch.compile, torch.export) and autograd.
+"""Loads the compiled operator library (rnnpool_ops/librnnpool_ops.so) and registers what torch
+needs around it: fake kernels for tracing (torch.compile, torch.export) and autograd.
 
-The schemas themselves live in csrc/rnnpool.cpp.
+The schemas themselves live in csrc/rnnpool.cpp. The library links libtorch only, so C++ programs
+load the same file (library_path()); its C API chooses the CPU kernels' ISA build.
 """
+
+import ctypes
+import warnings
+from pathlib import Path
 
 import torch
 
 from ._checks import check_sweep_args
 
-try:
-    from . import _C  # noqa: F401  (loading it registers torch.ops.rnnpool.*)
+_LIBRARY_PATH = Path(__file__).resolve().with_name("librnnpool_ops.so")
 
-    EXTENSION_ERROR = None
-except ImportError as error:  # a source checkout that was never built
-    EXTENSION_ERROR = error
+
+def _load_library():
+    """(ctypes handle, None) once the library is loaded (which registers torch.ops.rnnpool.*), else
+    (None, why not)."""
+    if not _LIBRARY_PATH.is_file():
+        return None, f"{_LIBRARY_PATH.name} is not built (pip install --no-build-isolation .)"
+    try:
+        torch.ops.load_library(str(_LIBRARY_PATH))
+        return ctypes.CDLL(str(_LIBRARY_PATH)), None
+    except OSError as error:  # built against another torch, for instance
+        return None, f"{_LIBRARY_PATH.name} does not load: {error}"
+
+
+_LIBRARY, EXTENSION_ERROR = _load_library()
+if EXTENSION_ERROR is not None:
+    warnings.warn(f"rnnpool_ops: compiled kernels unavailable ({EXTENSION_ERROR}); only backend='reference' runs",
+                  stacklevel=2)
 
 
 def extension_available():
     return EXTENSION_ERROR is None
+
+
+def library_path():
+    """The operator library's file, for programs that load it themselves (C++, torch.ops.load_library)."""
+    require_extension()
+    return str(_LIBRARY_PATH)
+
+
+def _call_c_api(function, *args):
+    """Calls one of the library's C API functions (csrc/rnnpool.cpp) and returns its text result."""
+    text = ctypes.c_char_p()
+    c_function = getattr(_LIBRARY, function)
+    c_function.restype = ctypes.c_int
+    status = c_function(*args, ctypes.byref(text))
+    message = text.value.decode()
+    if status == 1:
+        raise ValueError(message)
+    if status != 0:
+        raise RuntimeError(message)
+    return message
 
 
 def cpu_isa():
@@ -27,13 +65,13 @@ def cpu_isa():
     first use) or set_cpu_isa() choose another.
     """
     require_extension()
-    return _C.cpu_isa()
+    return _call_c_api("rnnpool_cpu_isa")
 
 
 def available_cpu_isas():
     """The ISA builds of the CPU kernels this machine can run, best first."""
     require_extension()
-    return _C.available_cpu_isas()
+    return _call_c_api("rnnpool_available_cpu_isas").split()
 
 
 def set_cpu_isa(name):
@@ -42,17 +80,14 @@ def set_cpu_isa(name):
     Raises ValueError for a build that is not compiled in or that this CPU cannot run.
     """
     require_extension()
-    previous = _C.cpu_isa()
-    _C.set_cpu_isa(name)
-    return previous
+    return _call_c_api("rnnpool_set_cpu_isa", str(name).encode())
 
 
 def require_extension():
     if EXTENSION_ERROR is not None:
         raise RuntimeError(
-            "the rnnpool_ops C++ extension is not built "
-            f"({EXTENSION_ERROR}); run `pip install --no-build-isolation -e .` or use "
-            "backend='reference'"
+            f"the rnnpool_ops compiled kernels are not available ({EXTENSION_ERROR}); "
+            "build them with `pip install --no-build-isolation .` or use backend='reference'"
         )
 
 
@@ -108,6 +143,14 @@ def cuda_kernels_available():
 if extension_available():
     _register_fake_sweep("rnnpool")
     register_sweep_autograd("rnnpool::forward", torch.ops.rnnpool.backward)
-    # The CUDA algorithm run on the CPU, for tests (see csrc/sequences/emulated_runner.cpp).
+
+
+def emulated_ops_available():
+    """Whether the library was built with the test-only rnnpool_emulated ops (RNNPOOL_BUILD_TEST_OPS=1)."""
+    return extension_available() and torch._C._dispatch_has_kernel_for_dispatch_key("rnnpool_emulated::forward", "CPU")
+
+
+if emulated_ops_available():
+    # The CUDA algorithm run on the CPU, for tests (see csrc/testing/emulated_ops.cpp).
     _register_fake_sweep("rnnpool_emulated")
     register_sweep_autograd("rnnpool_emulated::forward", torch.ops.rnnpool_emulated.backward)

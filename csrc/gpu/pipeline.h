@@ -1,7 +1,7 @@
 // The sweep as the GPU runs it: GEMMs for every input projection and every weight gradient, and
-// a team of threads per recurrent sequence (csrc/core/sequence.h) for the recurrences. The recurrences
-// run through a SequenceRunner: the CUDA kernels (csrc/cuda/sweep_cuda.cu), or a loop on the CPU
-// (emulated_runner.cpp) that lets the CPU tests check this whole algorithm.
+// a team of threads per recurrent sequence (csrc/gpu/sequence.h) for the recurrences. The recurrences
+// run through a SequenceRunner: the CUDA kernels (csrc/gpu/sweep_cuda.cu), or a loop on the CPU
+// (csrc/testing/emulated_ops.cpp) that lets the CPU tests check this whole algorithm.
 //
 // Forward, for x [N, C, H, W] with P = N H' W' patches:
 //   xp  = W1_in x per pixel                        GEMM [N H W, C] x [C, g h1]   (g = 1 FastGRNN, 3 GRU)
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "../sweep_args.h"
-#include "core/sequence.h"
+#include "sequence.h"
 
 namespace rnnpool {
 

@@ -1,10 +1,10 @@
 // One recurrent sequence per team of threads, one thread per hidden unit: the unit of work of the
-// GPU sweep (csrc/cuda/sweep_cuda.cu) and of its CPU emulation (csrc/sequences/emulated_runner.cpp),
+// GPU sweep (csrc/gpu/sweep_cuda.cu) and of its CPU emulation (csrc/testing/emulated_ops.cpp),
 // which runs the same code with one thread doing every unit, so the CPU tests check what the GPU
 // executes.
 //
 // The sweep's two RNNs are each a set of independent sequences over projected inputs (the input
-// projection W x is a GEMM done before, see csrc/sequences/pipeline.cpp):
+// projection W x is a GEMM done before, see csrc/gpu/pipeline.cpp):
 //   PatchLines: RNN1 over every row (kw steps) and column (kh steps) of every patch; the inputs are
 //               the projected pixels, and a step on a padding pixel reads a zero input.
 //   Summaries:  RNN2 over each patch's row summaries and column summaries, forward and backward
@@ -22,9 +22,9 @@
 
 #include <cstdint>
 
-#include "cell_math.h"
-#include "platform.h"
-#include "types.h"
+#include "core/cell_math.h"
+#include "core/platform.h"
+#include "core/types.h"
 
 RNNPOOL_BEGIN_ISA_NAMESPACE
 

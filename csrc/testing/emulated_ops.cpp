@@ -1,11 +1,11 @@
 // The GPU algorithm on the CPU: torch.ops.rnnpool_emulated.forward / backward run
-// csrc/sequences/pipeline.cpp with a runner that executes the recurrences' code on the CPU in place
+// csrc/gpu/pipeline.cpp with a runner that executes the recurrences' code on the CPU in place
 // of the CUDA kernels. Tests compare it with the reference, so the whole CUDA path except the
 // kernels' launch statements is checked without a GPU.
 //
 // RNNPOOL_EMULATED_SCHEDULE (read at each call) chooses how:
 //   loop     (default) one CPU thread per sequence runs all of the sequence's units in turn
-//   forward  every GPU block of the kernel (csrc/core/sequence_block.h: the same layout, shared
+//   forward  every GPU block of the kernel (csrc/gpu/sequence_block.h: the same layout, shared
 //   reverse  memory and barriers) with each of its threads a fiber; between two barriers the fibers
 //            run one after the other, in increasing or decreasing thread order. A value read before
 //            the barrier that should order it after its write gives different results in the two
@@ -20,8 +20,9 @@
 #include <memory>
 #include <vector>
 
-#include "core/sequence_block.h"
-#include "pipeline.h"
+#include "gpu/sequence_block.h"
+#include "gpu/pipeline.h"
+#include "schemas.h"
 
 namespace rnnpool {
 namespace {
@@ -146,6 +147,13 @@ class EmulatedRunner final : public SequenceRunner {
 };
 
 }  // namespace
+
+// Built only when setup.py is run with RNNPOOL_BUILD_TEST_OPS=1 (run.sh does): test support, not
+// part of the installed package.
+TORCH_LIBRARY(rnnpool_emulated, m) {
+  m.def("forward" SWEEP_FORWARD_SIGNATURE);
+  m.def("backward" SWEEP_BACKWARD_SIGNATURE);
+}
 
 TORCH_LIBRARY_IMPL(rnnpool_emulated, CPU, m) {
   m.impl("forward", &sequence_sweep_forward_kernel<EmulatedRunner>);

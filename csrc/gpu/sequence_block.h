@@ -1,6 +1,6 @@
 // What one GPU block of the sequence kernels does, written once for the CUDA kernel
-// (csrc/cuda/sweep_cuda.cu) and for the CPU emulation of a block's threads
-// (csrc/sequences/emulated_runner.cpp), which runs each thread as a fiber and switches between them
+// (csrc/gpu/sweep_cuda.cu) and for the CPU emulation of a block's threads
+// (csrc/testing/emulated_ops.cpp), which runs each thread as a fiber and switches between them
 // at every barrier, so the tests exercise the kernel's thread layout, shared-memory layout and
 // barriers without a GPU.
 //
@@ -14,7 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "platform.h"
+#include "core/platform.h"
 #include "sequence.h"
 
 RNNPOOL_BEGIN_ISA_NAMESPACE

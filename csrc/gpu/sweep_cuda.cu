@@ -1,12 +1,12 @@
-// CUDA kernels of rnnpool::forward / rnnpool::backward: csrc/sequences/pipeline.cpp with a runner
-// that launches the recurrences on the current stream, one block as csrc/core/sequence_block.h
+// CUDA kernels of rnnpool::forward / rnnpool::backward: csrc/gpu/pipeline.cpp with a runner
+// that launches the recurrences on the current stream, one block as csrc/gpu/sequence_block.h
 // describes (teams of threads per sequence, weights and states in shared memory).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <torch/library.h>
 
-#include "../sequences/pipeline.h"
-#include "core/sequence_block.h"
+#include "pipeline.h"
+#include "sequence_block.h"
 
 namespace rnnpool {
 namespace {
