@@ -2,7 +2,8 @@
 # The one entry point:
 #   bash run.sh demo  [demo args]     the main job: python -m rnnpool_ops (train, early exits, speed)
 #   bash run.sh bench [--quick]       every microbenchmark, one report (benchmarks/__main__.py)
-#   bash run.sh test  [pytest args]   C++ core tests (ctest), then the Python tests
+#   bash run.sh test  [pytest args]   C++ core tests (ctest), the Python tests, the C++ deployment example
+#   bash run.sh compat                the package as a wheel, built and tested against torch $OTHER_TORCH
 #   bash run.sh gpu                   on a GPU machine: build there, every GPU test, the GPU benchmarks
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -13,10 +14,15 @@ PY="$VENV/bin/python"
 # setuptools >= 70.1 builds editable wheels without the separate `wheel` package.
 DEPS=(torch==2.14.1 torchvision==0.29.1 numpy pytest pytest-benchmark expecttest hypothesis matplotlib ninja "setuptools>=70.1")
 
+# The other torch CI tests: the GPU machines' version. Its registry build is the CUDA 13.0 one, which
+# the nvcc here compiles against; triton 3.6's interpreter needs numpy < 2.4.
+OTHER_TORCH=2.11.0
+OTHER_DEPS=(torch==$OTHER_TORCH "numpy<2.4" pytest expecttest hypothesis ninja "setuptools>=70.1")
+
 log() { printf '[run.sh] %s\n' "$*"; }
 
 usage() {
-  echo "usage: bash run.sh {demo|bench|test|gpu} [args...]" >&2
+  echo "usage: bash run.sh {demo|bench|test|compat|gpu} [args...]" >&2
   exit 2
 }
 
@@ -85,6 +91,13 @@ isa_kernel_tests() {
   done
 }
 
+# Deployment without Python: an AOTInductor package of a model with the fused layers, run by the C++
+# runner of examples/aoti_runner and compared with eager PyTorch.
+deployment_example() {
+  log "C++ deployment example: AOTInductor package through examples/aoti_runner"
+  "$PY" examples/aoti_runner/check.py --build-dir build/aoti_runner
+}
+
 run_tests() {
   core_tests
   log "Python tests"
@@ -93,6 +106,39 @@ run_tests() {
   log "Triton kernels under the interpreter"
   "$PY" -m pytest python_tests/interpreter/triton_interpreter_checks.py python_tests/interpreter/triton_sweep_checks.py -q
   isa_kernel_tests
+  deployment_example
+}
+
+# The package as a user installs it, against the other torch: a wheel built from a copy of the tracked
+# sources (`pip wheel --no-build-isolation`, CUDA kernels included when nvcc is found), installed into
+# its own virtualenv, then the op and layer tests run from a copy of the tests outside the source
+# tree, so that they import the installed package.
+compat_tests() {
+  local venv=.venv-torch$OTHER_TORCH
+  local py=$venv/bin/python src=build/compat/src wheels=build/compat/wheels tests=build/compat/tests
+  [[ -x "$py" ]] || { log "creating $venv"; python3 -m venv "$venv"; }
+  log "torch $OTHER_TORCH environment: checking dependencies"
+  "$py" -m pip install -q "${OTHER_DEPS[@]}"
+  rm -rf "$src" "$wheels" "$tests"
+  mkdir -p "$src" "$tests"
+  git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$src"
+  log "building the wheel against torch $OTHER_TORCH"
+  "$py" -m pip wheel -q --no-build-isolation --no-deps -w "$wheels" "$src"
+  "$py" -m pip install -q --no-deps --force-reinstall "$wheels"/rnnpool_ops-*.whl
+  cp -r python_tests pytest.ini "$tests"
+  (cd "$tests" && "../../../$py" - <<'PY'
+import sys, torch, rnnpool_ops
+print(f"[run.sh] installed {rnnpool_ops.__file__} (torch {torch.__version__}), CUDA kernels: {rnnpool_ops.cuda_kernels_available()}")
+sys.exit("FAILED: the package does not import from site-packages" if "site-packages" not in rnnpool_ops.__file__ else 0)
+PY
+  )
+  if [[ "${RNNPOOL_REQUIRE_CUDA:-0}" == 1 ]] &&
+    ! (cd "$tests" && "../../../$py" -c 'import rnnpool_ops, sys; sys.exit(not rnnpool_ops.cuda_kernels_available())'); then
+    log "FAILED: the wheel was built without its CUDA kernels"
+    return 1
+  fi
+  log "op and layer tests against torch $OTHER_TORCH"
+  (cd "$tests" && "../../../$py" -m pytest -q -p no:cacheprovider python_tests/test_ops.py python_tests/test_layers.py)
 }
 
 # The GPU suite, in one command, for a machine with an NVIDIA GPU (see README: GPU). Such machines
@@ -120,6 +166,7 @@ case "$cmd" in
   demo) setup; "$PY" -m rnnpool_ops "$@" ;;
   bench) setup; "$PY" -m benchmarks "$@" ;;
   test) setup; run_tests "$@" ;;
+  compat) compat_tests ;;
   gpu) gpu_suite ;;
   *) usage ;;
 esac

@@ -6,7 +6,8 @@ is present, else when first used.
 """
 
 from . import _ops, analysis, functional, models, multiexit, reference, swap
-from ._ops import available_cpu_isas, cpu_isa, cuda_kernels_available, extension_available, set_cpu_isa
+from ._ops import (available_cpu_isas, cpu_isa, cuda_kernels_available, extension_available, library_path,
+                   set_cpu_isa)
 from .cells import FastGRNNCell
 from .gated_skip import GatedSkipConv2d, hard_gate
 from .layers import ReX2d, RNNPool2d
@@ -17,5 +18,5 @@ __version__ = "0.2.0"  # the package version (pyproject.toml reads it)
 __all__ = [
     "FastGRNNCell", "RNNPool2d", "ReX2d", "GatedSkipConv2d", "hard_gate", "MultiExitNetwork", "functional",
     "reference", "analysis", "models", "multiexit", "swap", "extension_available", "cuda_kernels_available",
-    "cpu_isa", "available_cpu_isas", "set_cpu_isa",
+    "cpu_isa", "available_cpu_isas", "set_cpu_isa", "library_path",
 ]

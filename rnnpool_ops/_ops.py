@@ -147,7 +147,7 @@ if extension_available():
 
 def emulated_ops_available():
     """Whether the library was built with the test-only rnnpool_emulated ops (RNNPOOL_BUILD_TEST_OPS=1)."""
-    return extension_available() and torch._C._dispatch_has_kernel_for_dispatch_key("rnnpool_emulated::forward", "CPU")
+    return extension_available() and hasattr(torch.ops.rnnpool_emulated, "forward")
 
 
 if emulated_ops_available():
