@@ -1,5 +1,6 @@
 """Benchmark shapes as data, the layer/input each one needs, and its FLOP count."""
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,10 @@ CASES = {
         Case("mobilenetv2-rnnpool-stem", 8, 32, 112, 112, 6, 4, 0, 16, 16, "fastgrnn", "RC"),
         Case("rex-mobilenetv2", 8, 32, 112, 112, 6, 4, 0, 16, 8, "gru", "RGC"),
         Case("vww-rnnpool", 8, 8, 112, 112, 6, 4, 0, 8, 8, "fastgrnn", "RC"),
+        Case("stem-batch1", 1, 32, 112, 112, 6, 4, 0, 16, 16, "fastgrnn", "RC"),
+        # One 4x4 patch per sample: the lanes of a sample's patch group are mostly empty.
+        Case("small-map", 64, 32, 4, 4, 4, 4, 0, 16, 8, "gru", "RGC"),
+        Case("demo-small-map", 64, 32, 4, 4, 4, 4, 0, 16, 16, "gru", "RGC"),  # the demo's second ReX layer
     )
 }
 
@@ -107,6 +112,14 @@ def build(case, seed=0):
     _redraw(layer, generator)
     x = torch.randn(case.batch, case.channels, case.height, case.width, generator=generator)
     return layer, x
+
+
+def make_inductor_step(layer, x, pass_name):
+    """make_step for the unfused reference compiled by torch.compile (inductor), on a copy of the
+    layer: the strongest baseline a user without this package would build. The first call compiles."""
+    baseline = copy.deepcopy(layer)
+    baseline.backend = "reference"
+    return make_step(torch.compile(baseline, dynamic=False), x, None, pass_name)
 
 
 def make_step(layer, x, backend, pass_name):

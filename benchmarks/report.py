@@ -1,9 +1,11 @@
 """Fused-vs-unfused benchmark report.
 
-    python -m benchmarks.report [--cases NAME ...] [--reps N] [--warmup N] [--threads T]
+    python -m benchmarks.report [--cases NAME ...] [--reps N] [--warmup N] [--threads T] [--no-memory]
 
-Prints a markdown table and writes it, with the machine it ran on, to
-benchmarks/results/cpu-<cpu-model>.md and .json.
+Times the fused op against the unfused reference and against that reference compiled by inductor
+(all three interleaved in one run), measures each one's peak memory for a forward+backward step in
+a fresh process (benchmarks/memory.py), prints markdown tables and writes them, with the machine it
+ran on, to benchmarks/results/cpu-<cpu-model>.md and .json.
 """
 
 import argparse
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.cases import CASES
+from benchmarks.memory import SIDES, step_peak_bytes
 from benchmarks.timing import measure_case
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -29,6 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per backend (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions per backend first")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the peak-memory measurements (a fresh process per case and side)")
     return parser.parse_args(argv)
 
 
@@ -69,14 +74,22 @@ def slug(text):
 
 def markdown_table(timings):
     lines = [
-        "| case | pass | fused ms | unfused ms | speedup | fused GFLOP/s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| case | pass | fused ms | unfused ms | inductor ms | unfused / fused | inductor / fused | fused GFLOP/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for t in timings:
         lines.append(
-            f"| {t.case} | {t.pass_name} | {t.fused_ms:.2f} | {t.unfused_ms:.2f} "
-            f"| {t.speedup:.1f}x | {t.fused_gflops:.1f} |"
+            f"| {t.case} | {t.pass_name} | {t.fused_ms:.2f} | {t.unfused_ms:.2f} | {t.inductor_ms:.2f} "
+            f"| {t.speedup:.1f}x | {t.inductor_speedup:.1f}x | {t.fused_gflops:.1f} |"
         )
+    return "\n".join(lines)
+
+
+def memory_table(memory):
+    """memory: {case: {side: bytes}}."""
+    lines = ["| case | " + " | ".join(f"{side} MB" for side in SIDES) + " |", "|---|" + "---:|" * len(SIDES)]
+    for case, sides in memory.items():
+        lines.append(f"| {case} | " + " | ".join(f"{sides[side] / 2**20:.1f}" for side in SIDES) + " |")
     return "\n".join(lines)
 
 
@@ -90,17 +103,27 @@ def case_lines(names, heading="Cases:"):
     return [heading, *[f"- `{name}`: {CASES[name].describe()}" for name in names]]
 
 
-def markdown_report(table, machine, settings):
+def markdown_report(table, memory, machine, settings):
+    memory_lines = [] if memory is None else [
+        "Peak memory of one forward+backward step (benchmarks/memory.py: the rise of the process's "
+        "high-water mark over its resident size, input allocated, a fresh process per entry):",
+        "",
+        memory_table(memory),
+        "",
+    ]
     return "\n".join(
         [
-            *header_lines("CPU benchmark: fused (`cpp`) vs unfused (`reference`)", machine,
+            *header_lines("CPU benchmark: fused (`cpp`) vs unfused (`reference`) vs unfused under inductor",
+                          machine,
                           f"- repetitions: {settings['reps']} (median), warmup {settings['warmup']}, "
-                          "fused and unfused interleaved in the same run"),
+                          "the three sides interleaved in the same run"),
             table,
             "",
-            "Speedup = unfused / fused. GFLOP/s counts the fused algorithm's matmul work "
+            "inductor = the unfused reference under `torch.compile` (compiled before timing). "
+            "GFLOP/s counts the fused algorithm's matmul work "
             "(benchmarks/cases.py: forward_flops; forward+backward = 3x forward).",
             "",
+            *memory_lines,
             *case_lines(settings["cases"]),
             "",
         ]
@@ -116,14 +139,24 @@ def main(argv=None):
         print(f"timing {name} ...", flush=True)
         timings.extend(measure_case(CASES[name], args.reps, args.warmup))
 
+    memory = None
+    if args.memory:
+        memory = {}
+        for name in args.cases:
+            print(f"peak memory of {name} ...", flush=True)
+            memory[name] = {side: step_peak_bytes(name, side, args.threads) for side in SIDES}
+
     machine = machine_info()
     settings = {"cases": args.cases, "reps": args.reps, "warmup": args.warmup}
     table = markdown_table(timings)
     print(table)
+    if memory is not None:
+        print(memory_table(memory))
 
-    results = [dict(asdict(t), speedup=t.speedup, fused_gflops=t.fused_gflops) for t in timings]
-    payload = {"machine": machine, "settings": settings, "results": results}
-    return write_results(f"cpu-{slug(machine['cpu'])}", markdown_report(table, machine, settings), payload)
+    results = [dict(asdict(t), speedup=t.speedup, inductor_speedup=t.inductor_speedup, fused_gflops=t.fused_gflops)
+               for t in timings]
+    payload = {"machine": machine, "settings": settings, "results": results, "step_peak_bytes": memory}
+    return write_results(f"cpu-{slug(machine['cpu'])}", markdown_report(table, memory, machine, settings), payload)
 
 
 if __name__ == "__main__":

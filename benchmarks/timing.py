@@ -1,10 +1,10 @@
-"""Fused and unfused timings of a case, taken in the same run."""
+"""Fused, unfused and inductor-compiled unfused timings of a case, taken in the same run."""
 
 import time
 from dataclasses import dataclass
 from statistics import median
 
-from benchmarks.cases import BACKENDS, PASSES, build, make_step, pass_flops
+from benchmarks.cases import BACKENDS, PASSES, build, make_inductor_step, make_step, pass_flops
 
 
 @dataclass(frozen=True)
@@ -13,11 +13,16 @@ class Timing:
     pass_name: str
     fused_ms: float
     unfused_ms: float
+    inductor_ms: float
     flops: int
 
     @property
     def speedup(self):
         return self.unfused_ms / self.fused_ms
+
+    @property
+    def inductor_speedup(self):
+        return self.inductor_ms / self.fused_ms
 
     @property
     def fused_gflops(self):
@@ -45,11 +50,13 @@ def interleaved_medians(steps, reps, warmup):
 
 
 def measure_case(case, reps, warmup):
-    """A Timing per pass, fused against unfused on the same layer and input."""
+    """A Timing per pass: fused, unfused and the unfused under inductor, on the same layer and input."""
     layer, x = build(case)
     timings = []
     for pass_name in PASSES:
         steps = [make_step(layer, x, BACKENDS[side], pass_name) for side in ("fused", "unfused")]
-        fused_ms, unfused_ms = interleaved_medians(steps, reps, warmup)
-        timings.append(Timing(case.name, pass_name, fused_ms, unfused_ms, pass_flops(case, pass_name)))
+        inductor = make_inductor_step(layer, x, pass_name)
+        inductor()  # compiles: not part of any repetition
+        fused_ms, unfused_ms, inductor_ms = interleaved_medians([*steps, inductor], reps, warmup)
+        timings.append(Timing(case.name, pass_name, fused_ms, unfused_ms, inductor_ms, pass_flops(case, pass_name)))
     return timings

@@ -1,0 +1,22 @@
+"""The benchmark report's measuring pieces run and produce sane values (not their speed)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package beside the tests
+
+from benchmarks.memory import SIDES, step_peak_bytes  # noqa: E402
+from benchmarks.report import memory_table  # noqa: E402
+
+
+@pytest.mark.parametrize("side", ["fused", "unfused"])
+def test_step_peak_memory_is_measured_in_a_fresh_process(side):
+    # A forward+backward step of the stem at batch 1 holds megabytes of activations or workspace.
+    assert 2**20 < step_peak_bytes("stem-batch1", side) < 2**30
+
+
+def test_memory_table_lists_every_side():
+    table = memory_table({"small-map": {side: (i + 1) * 2**20 for i, side in enumerate(SIDES)}})
+    assert table.splitlines()[0] == "| case | fused MB | unfused MB | inductor MB |"
+    assert table.splitlines()[-1] == "| small-map | 1.0 | 2.0 | 3.0 |"
