@@ -69,30 +69,8 @@ class PatchSweep final : public SweepKernel<T> {
         covered_rows_(covered(s.out_h(), s.stride_h, s.kernel_h)),
         covered_cols_(covered(s.out_w(), s.stride_w, s.kernel_w)),
         padded_h_((s.out_h() - 1) * s.stride_h + s.kernel_h),
-        padded_w_((s.out_w() - 1) * s.stride_w + s.kernel_w) {
-    const int64_t longest = std::max(s.kernel_h, s.kernel_w), ns = s.summaries();
-    int64_t at = 0;
-    auto take = [&at](int64_t n) { const int64_t o = at; at += n; return o; };
-    // summarize: inputs and state of one sequence group
-    A_ = take(longest * g1_ * L);
-    Z_ = take(std::max(g1_, s.hidden1));  // the row of a padding pixel or idle lane: zeros or a sink
-    H_ = take(s.hidden1 * L);
-    // pool: summaries, RNN2 inputs, results, V^G
-    S_ = take(ns * s.hidden1 * L);
-    B_ = take(ns * g2_ * L);
-    Q_ = take(4 * s.hidden2 * L);
-    G_ = take(4 * s.hidden2 * L);
-    scratch_ = take(std::max(Cell::scratch_size(s.hidden1), Cell::scratch_size(s.hidden2)));
-    workspace_size_ = at;
-    dA_ = take(longest * g1_ * L);
-    T2_ = take(2 * ns * tape2_);
-    dS_ = take(ns * s.hidden1 * L);
-    dB_ = take(ns * g2_ * L);
-    dQ_ = take(4 * s.hidden2 * L);
-    dG_ = take(4 * s.hidden2 * L);
-    dR_ = take(longest * std::max(g1_, g2_) * L);
-    backward_workspace_size_ = at;
-  }
+        padded_w_((s.out_w() - 1) * s.stride_w + s.kernel_w),
+        workspace_(carve_workspace()) {}
 
   const GradOffsets& layout() const override { return layout_; }
   int64_t projection_size() const override { return s_.pixels() * g1_; }  // per sample
@@ -100,11 +78,11 @@ class PatchSweep final : public SweepKernel<T> {
   int64_t summaries_size() const override { return (s_.out_w() * padded_h_ + s_.out_h() * padded_w_) * s_.hidden1; }
   int64_t sequence_groups() const override { return row_groups() + col_groups(); }
   int64_t patch_groups() const override { return (s_.patches() + L - 1) / L; }
-  int64_t workspace_size() const override { return workspace_size_; }
+  int64_t workspace_size() const override { return workspace_.forward_size; }
   int64_t grad_lanes_size() const { return layout_.total * L; }
   int64_t backward_buffer_size() const override {
     return 3 * projection_size() + 2 * summaries_size() + sequence_groups() * rnn1_tape_size() +
-           grad_lanes_size() + backward_workspace_size_;
+           grad_lanes_size() + workspace_.backward_size;
   }
 
   // Phase 1 for pixels [begin, end) of one sample [C][H][W]: P[pix][gate * h1].
@@ -116,14 +94,14 @@ class PatchSweep final : public SweepKernel<T> {
   void summarize(const T* P, int64_t group, T* summaries, T* ws) const override {
     const SequenceLanes lanes = sequence_lanes(group);
     run_rnn1(P, lanes, ws, /*tape=*/nullptr);
-    store_summaries(lanes, ws + H_, summaries, ws + Z_);
+    store_summaries(lanes, ws + workspace_.rnn1_state, summaries, ws + workspace_.zero_row);
   }
 
   // Phase 3 for one group of patches of a sample: writes out [C_out][out_h * out_w].
   void pool(const T* summaries, int64_t group, T* out, T* ws) const override {
     const PatchLanes lanes = patch_lanes(group);
     run_pool(summaries, lanes, ws, /*record=*/false);
-    for_each_output_block<const T*>(ws + Q_, ws + G_, [&](const T* block, int64_t rows, int64_t channel) {
+    for_each_output_block<const T*>(ws + workspace_.rnn2_states, ws + workspace_.projection, [&](const T* block, int64_t rows, int64_t channel) {
       for (int64_t k = 0; k < rows; ++k) copy(block + k * L, lanes.count, out + (channel + k) * s_.patches() + lanes.first);
     });
   }
@@ -138,12 +116,12 @@ class PatchSweep final : public SweepKernel<T> {
     T* rnn1_tapes = d_summaries + summaries_size();
     T* grad_lanes = rnn1_tapes + sequence_groups() * rnn1_tape_size();
     T* ws = grad_lanes + grad_lanes_size();
-    T* dP_transposed = ws + backward_workspace_size_;
+    T* dP_transposed = ws + workspace_.backward_size;
     project(x_sample, 0, s_.pixels(), P);
     for (int64_t g = 0; g < sequence_groups(); ++g) {
       const SequenceLanes lanes = sequence_lanes(g);
       run_rnn1(P, lanes, ws, rnn1_tapes + g * rnn1_tape_size());
-      store_summaries(lanes, ws + H_, summaries, ws + Z_);
+      store_summaries(lanes, ws + workspace_.rnn1_state, summaries, ws + workspace_.zero_row);
     }
     fill(d_summaries, summaries_size(), T(0));
     fill(grad_lanes, grad_lanes_size(), T(0));
@@ -176,6 +154,58 @@ class PatchSweep final : public SweepKernel<T> {
   }
 
  private:
+  // Where each buffer of a worker's workspace `ws` lies, as offsets in elements of T (a span is
+  // `ws + offset`): the buffers of the forward phases, then those only the backward uses. L lanes
+  // (one sequence or patch each) are interleaved in every buffer ([...][L]).
+  struct Workspace {
+    // summarize: one group of RNN1 sequences
+    int64_t rnn1_inputs;  // [kernel_h or kernel_w steps][g1][L] projected pixels of each step
+    int64_t zero_row;     // [max(g1, h1)] zeros read for a padding pixel or idle lane, or a sink written by one
+    int64_t rnn1_state;   // [h1][L] the state, then the final states (the summaries)
+    // pool: one group of patches
+    int64_t summaries;    // [kh + kw][h1][L] the patches' row and column summaries
+    int64_t rnn2_inputs;  // [kh + kw][g2][L] RNN2's input projection of each summary
+    int64_t rnn2_states;  // [4][h2][L] RNN2's final states: rows forward, backward, columns forward, backward
+    int64_t projection;   // [4 h2][L] ReX's V^G
+    int64_t scratch;      // the cell's step scratch
+    int64_t forward_size;
+    // backward only
+    int64_t d_rnn1_inputs;  // [kernel_h or kernel_w steps][g1][L]
+    int64_t rnn2_tape;      // [2 (kh + kw)][RNN2 tape] one tape per RNN2 pass and step
+    int64_t d_summaries;    // [kh + kw][h1][L]
+    int64_t d_rnn2_inputs;  // [kh + kw][g2][L]
+    int64_t d_rnn2_states;  // [4][h2][L]
+    int64_t d_projection;   // [4 h2][L]
+    int64_t d_recurrent;    // [steps][recurrent rows][L] each step's gradient of the recurrent product
+    int64_t backward_size;
+  };
+
+  // The spans of Workspace, one after the other.
+  Workspace carve_workspace() const {
+    const int64_t longest = std::max(s_.kernel_h, s_.kernel_w), ns = s_.summaries();
+    int64_t at = 0;
+    auto take = [&at](int64_t n) { const int64_t o = at; at += n; return o; };
+    Workspace w;
+    w.rnn1_inputs = take(longest * g1_ * L);
+    w.zero_row = take(std::max(g1_, s_.hidden1));
+    w.rnn1_state = take(s_.hidden1 * L);
+    w.summaries = take(ns * s_.hidden1 * L);
+    w.rnn2_inputs = take(ns * g2_ * L);
+    w.rnn2_states = take(4 * s_.hidden2 * L);
+    w.projection = take(4 * s_.hidden2 * L);
+    w.scratch = take(std::max(Cell::scratch_size(s_.hidden1), Cell::scratch_size(s_.hidden2)));
+    w.forward_size = at;
+    w.d_rnn1_inputs = take(longest * g1_ * L);
+    w.rnn2_tape = take(2 * ns * tape2_);
+    w.d_summaries = take(ns * s_.hidden1 * L);
+    w.d_rnn2_inputs = take(ns * g2_ * L);
+    w.d_rnn2_states = take(4 * s_.hidden2 * L);
+    w.d_projection = take(4 * s_.hidden2 * L);
+    w.d_recurrent = take(longest * std::max(g1_, g2_) * L);
+    w.backward_size = at;
+    return w;
+  }
+
   static constexpr int64_t kGroupsPerFlush = 64;
 
   // Backward keeps RNN1's tape for every sequence group of the sample (3-5 x h1 values per step:
@@ -360,18 +390,18 @@ class PatchSweep final : public SweepKernel<T> {
   }
 
 
-  // RNN1 over one group of sequences: final states in ws[H_]; records a tape if one is given.
+  // RNN1 over one group of sequences: final states in the rnn1_state span; records a tape if one is given.
   void run_rnn1(const T* P, const SequenceLanes& lanes, T* ws, T* tape) const {
-    gather_inputs(P, lanes, ws + A_, ws + Z_);
-    run_sequence(rnn1_, s_.hidden1, ws + A_, g1_ * L, lanes.length, ws + H_, tape, tape1_, ws + scratch_);
+    gather_inputs(P, lanes, ws + workspace_.rnn1_inputs, ws + workspace_.zero_row);
+    run_sequence(rnn1_, s_.hidden1, ws + workspace_.rnn1_inputs, g1_ * L, lanes.length, ws + workspace_.rnn1_state, tape, tape1_, ws + workspace_.scratch);
   }
 
-  // RNN2 and the projection over one group of patches: results in ws[Q_], ws[G_].
+  // RNN2 and the projection over one group of patches: results in the rnn2_states and projection spans.
   void run_pool(const T* summaries, const PatchLanes& lanes, T* ws, bool record) const {
     const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
-    T *S = ws + S_, *B = ws + B_, *Q = ws + Q_, *scratch = ws + scratch_;
-    T* tape2 = record ? ws + T2_ : nullptr;
-    T* zeros = ws + Z_;
+    T *S = ws + workspace_.summaries, *B = ws + workspace_.rnn2_inputs, *Q = ws + workspace_.rnn2_states, *scratch = ws + workspace_.scratch;
+    T* tape2 = record ? ws + workspace_.rnn2_tape : nullptr;
+    T* zeros = ws + workspace_.zero_row;
     fill(zeros, s_.hidden1, T(0));
     const T* rows[L];
     for (int64_t k = 0; k < s_.summaries(); ++k) {
@@ -389,8 +419,8 @@ class PatchSweep final : public SweepKernel<T> {
       });
     }
     if (s_.global) {
-      add_bias_lanes<T, L>(nullptr, p_.proj_bias, 4 * s_.hidden2, ws + G_);
-      matvec_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, s_.summaries() * s_.hidden1, S, ws + G_);
+      add_bias_lanes<T, L>(nullptr, p_.proj_bias, 4 * s_.hidden2, ws + workspace_.projection);
+      matvec_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, s_.summaries() * s_.hidden1, S, ws + workspace_.projection);
     }
   }
 
@@ -405,8 +435,8 @@ class PatchSweep final : public SweepKernel<T> {
     const PatchLanes lanes = patch_lanes(group);
     run_pool(summaries, lanes, ws, /*record=*/true);
     const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
-    const T *S = ws + S_, *tape2 = ws + T2_;
-    T *dS = ws + dS_, *dB = ws + dB_, *dQ = ws + dQ_, *dG = ws + dG_, *scratch = ws + scratch_;
+    const T *S = ws + workspace_.summaries, *tape2 = ws + workspace_.rnn2_tape;
+    T *dS = ws + workspace_.d_summaries, *dB = ws + workspace_.d_rnn2_inputs, *dQ = ws + workspace_.d_rnn2_states, *dG = ws + workspace_.d_projection, *scratch = ws + workspace_.scratch;
     T* grad2[Cell::kNumParams];
     lane_grads(grad_lanes, layout_.rnn2, grad2);
 
@@ -427,7 +457,7 @@ class PatchSweep final : public SweepKernel<T> {
       fill(dB, s_.summaries() * b_step, T(0));
       for_each_rnn2_sequence([&](int64_t first, int64_t dir, int64_t len, int64_t slot, int64_t tape_slot) {
         run_sequence_backward(rnn2_, s_.hidden2, dB + first * b_step, dir * b_step, len, dQ + slot * h2L,
-                              tape2 + tape_slot * tape2_, tape2_, grad2, ws + dR_, scratch);
+                              tape2 + tape_slot * tape2_, tape2_, grad2, ws + workspace_.d_recurrent, scratch);
       });
       const int64_t first = rnn2_first_summary(), count = rnn2_end_summary() - first;
       for (int64_t k = first; k < first + count; ++k)
@@ -436,7 +466,7 @@ class PatchSweep final : public SweepKernel<T> {
     }
     T* rows[L];
     for (int64_t k = 0; k < s_.summaries(); ++k) {
-      slot_rows<T*>(lanes, k, d_summaries, ws + Z_, rows);
+      slot_rows<T*>(lanes, k, d_summaries, ws + workspace_.zero_row, rows);
       lanes_to_rows<true, T, L>(dS + k * h1L, s_.hidden1, rows);
     }
   }
@@ -445,19 +475,19 @@ class PatchSweep final : public SweepKernel<T> {
   // gradients.
   void summarize_backward(const T* tape, const T* d_summaries, int64_t group, T* dP, T* grad_lanes, T* ws) const {
     const SequenceLanes lanes = sequence_lanes(group);
-    T* dh = ws + H_;
-    T* dA = ws + dA_;
+    T* dh = ws + workspace_.rnn1_state;
+    T* dA = ws + workspace_.d_rnn1_inputs;
     T* grad1[Cell::kNumParams];
     lane_grads(grad_lanes, layout_.rnn1, grad1);
-    T* zeros = ws + Z_;
+    T* zeros = ws + workspace_.zero_row;
     fill(zeros, s_.hidden1, T(0));
     const T* rows[L];
     summary_rows<const T*>(lanes, d_summaries, zeros, rows);
     rows_to_lanes<T, L>(rows, s_.hidden1, dh);
     fill(dA, lanes.length * g1_ * L, T(0));
-    run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + dR_,
-                          ws + scratch_);
-    scatter_input_grads(dA, lanes, dP, ws + Z_);
+    run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + workspace_.d_recurrent,
+                          ws + workspace_.scratch);
+    scatter_input_grads(dA, lanes, dP, ws + workspace_.zero_row);
   }
 
   // grad[i] += the sum over lanes of grad_lanes[i], for i in [begin, end); clears those lanes.
@@ -488,9 +518,7 @@ class PatchSweep final : public SweepKernel<T> {
   int64_t g1_, g2_, tape1_, tape2_;
   std::vector<int64_t> covered_rows_, covered_cols_;  // padded coordinates
   int64_t padded_h_, padded_w_;                       // extent the patches cover, padding included
-  // Workspace offsets (elements): forward blocks, then the backward-only ones.
-  int64_t A_, Z_, H_, S_, B_, Q_, G_, scratch_, workspace_size_;
-  int64_t dA_, T2_, dS_, dB_, dQ_, dG_, dR_, backward_workspace_size_;
+  Workspace workspace_;
 };
 
 // Lanes per group: 16 float (one AVX-512, two AVX or four SSE/NEON registers per row), 8 double.
