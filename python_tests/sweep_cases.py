@@ -1,5 +1,7 @@
-"""Op arguments for the Triton backend's tests (interpreter and GPU), and the check of a backend's
-output and every gradient against the reference computed in float64 on the same values."""
+"""The sweep's test cases, for every backend's tests (C++, emulated GPU algorithm, Triton
+interpreter and GPU): geometries and variants as data, the op's arguments built from them, and the
+check of a backend's output and every gradient against the reference computed in float64 on the
+same values."""
 
 import torch
 from torch.nn.modules.utils import _pair
@@ -12,24 +14,36 @@ from rnnpool_ops.cells import parameter_shapes
 GEOMETRIES = {
     "overlap": (2, 3, 9, 9, 4, 2, 0),  # 72 row sequences: more than one interpreter program
     "nonsquare_gaps": (2, 2, 11, 13, (2, 3), (3, 4), 0),  # stride > kernel: pixels no patch reads
-    "padding_batch1": (1, 3, 7, 6, 3, 2, (1, 2)),
-    "one_patch": (1, 2, 5, 4, (5, 4), 1, 0),
+    "padding": (1, 3, 7, 6, 3, 2, (1, 2)),
+    "one_output_pixel": (1, 2, 5, 4, (5, 4), 1, 0),
+    "odd_stride1": (3, 5, 7, 5, (3, 2), 1, (1, 0)),
+    "wide_row": (1, 1, 3, 17, (3, 5), (1, 3), (0, 1)),
+    "wide_image": (2, 3, 6, 41, 3, 2, 1),  # many sequences per lane group, groups across patch rows
+    "wide_unpadded": (1, 2, 5, 40, (3, 2), (2, 1), 0),
 }
+# The geometries the slow Triton interpreter runs: one of each kind of edge.
+INTERPRETER_GEOMETRIES = ["overlap", "nonsquare_gaps", "padding", "one_output_pixel"]
 # name: (cell, gate, update, parts)
 VARIANTS = {
     "rnnpool_fastgrnn": ("fastgrnn", "sigmoid", "tanh", "RC"),
     "rnnpool_quantised": ("fastgrnn", "quantSigm", "quantTanh", "RC"),
+    "rnnpool_gru": ("gru", "sigmoid", "tanh", "RC"),
     "rex_gru": ("gru", "sigmoid", "tanh", "RGC"),
-    "rex_fastgrnn_swapped": ("fastgrnn", "tanh", "sigmoid", "RGC"),
+    "rex_fastgrnn": ("fastgrnn", "tanh", "sigmoid", "RGC"),  # gate and update swapped
     "global_only": ("gru", "sigmoid", "tanh", "G"),
-    "rows_only": ("fastgrnn", "quantTanh", "quantSigm", "R"),
-    "global_cols": ("gru", "sigmoid", "tanh", "GC"),
+    "rows_only": ("fastgrnn", "sigmoid", "tanh", "R"),
+    "rows_quantised_swapped": ("fastgrnn", "quantTanh", "quantSigm", "R"),
     "rows_global": ("fastgrnn", "sigmoid", "tanh", "RG"),
+    "global_cols": ("fastgrnn", "sigmoid", "tanh", "GC"),
+    "global_cols_gru": ("gru", "sigmoid", "tanh", "GC"),
     "cols_only": ("gru", "sigmoid", "tanh", "C"),
 }
 
 
-def make_args(geometry, variant, dtype=torch.float64, seed=0, hidden=(5, 3), device="cpu"):
+HIDDEN1, HIDDEN2 = 5, 3  # make_args's default hidden sizes
+
+
+def make_args(geometry, variant, dtype=torch.float64, seed=0, hidden=(HIDDEN1, HIDDEN2), device="cpu"):
     """The op's arguments as a dict, random leaf tensors (zeta and nu too: the defaults saturate).
 
     geometry: a GEOMETRIES name or its (N, C, H, W, kernel, stride, padding) tuple; variant: a
@@ -72,17 +86,29 @@ def convert(args, fn):
     return {name: one(value) for name, value in args.items()}
 
 
+def in_float64(args):
+    """The same arguments with every tensor as a float64 leaf (same values)."""
+    return convert(args, lambda t: t.detach().double().requires_grad_(t.requires_grad))
+
+
+def forward_and_grads(run, args, grad_output=None):
+    """run(args)'s output, the gradients of every tensor input for grad_output (random when not
+    given), and grad_output."""
+    out = run(args)
+    if grad_output is None:
+        grad_output = torch.randn_like(out)
+    # Parts without RNN2 ("G") leave it unused: its gradient is zero.
+    grads = torch.autograd.grad(out, tensor_inputs(args), grad_output, allow_unused=True, materialize_grads=True)
+    return out, grads, grad_output
+
+
 def detached(args):
     return convert(args, torch.Tensor.detach)
 
 
 def reference_and_grads(args, grad_output):
     """The reference's output and gradients of every tensor input, in float64 on args' values."""
-    exact = convert(args, lambda t: t.detach().double().requires_grad_())
-    out = reference.forward(**exact)
-    # Parts without RNN2 ("G") leave it unused: its gradient is zero.
-    grads = torch.autograd.grad(out, tensor_inputs(exact), grad_output.double(), allow_unused=True,
-                                materialize_grads=True)
+    out, grads, _ = forward_and_grads(lambda a: reference.forward(**a), in_float64(args), grad_output.double())
     return out, list(grads)
 
 

@@ -14,9 +14,8 @@ import torch
 
 from rnnpool_ops import _ops, reference
 from rnnpool_ops.cells import cell_nonlinearities, cell_parameters
-from test_layers import golden_layer
-from sweep_cases import convert, tensor_inputs
-from test_ops import GEOMETRIES, VARIANTS, forward_and_grads, in_float64, make_args
+from edgeml_cases import golden_layer
+from sweep_cases import GEOMETRIES, VARIANTS, convert, forward_and_grads, in_float64, make_args, tensor_inputs
 from tensor_layouts import NON_CONTIGUOUS_LAYOUTS, non_contiguous
 
 EMULATED_SCHEDULES = {"loop": "loop", "threads_in_order": "forward", "threads_reversed": "reverse"}

@@ -13,7 +13,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import rnnpool_ops
 from rnnpool_ops import FastGRNNCell, ReX2d, RNNPool2d, functional
-from test_edgeml import CHANNELS, HIDDEN2, edgeml_rnnpool, edgeml_state_dict
+from edgeml_cases import CHANNELS, HIDDEN2, edgeml_rnnpool, edgeml_state_dict, golden_layer
 
 
 def randomise(module, seed=0):
@@ -119,21 +119,6 @@ def test_from_edgeml_reproduces_edgeml_rnnpool(backend, rank):
     unprefixed = {k[len("features.3."):]: v for k, v in state_dict.items()}
     expected = edgeml_rnnpool(unprefixed, patches).view(2, out.shape[2], out.shape[3], -1).permute(0, 3, 1, 2)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-
-
-def golden_layer(golden, dtype, backend):
-    def raw(p):  # the trace stores sigmoid(zeta), sigmoid(nu); the layer holds the raw values
-        return torch.logit(torch.tensor([p], dtype=torch.float64)).to(dtype)
-
-    layer = RNNPool2d(golden["input_channels"], golden["h1"], golden["h2"], golden["patch"], backend=backend)
-    layer = layer.to(dtype)
-    with torch.no_grad():
-        for cell, data in ((layer.rnn1, golden["rnn1"]), (layer.rnn2, golden["rnn2"])):
-            for name in ("W", "U", "bias_gate", "bias_update"):
-                getattr(cell, name).copy_(torch.tensor(data[name], dtype=dtype))
-            cell.zeta.copy_(raw(data["sigmoid_zeta"]))
-            cell.nu.copy_(raw(data["sigmoid_nu"]))
-    return layer
 
 
 @pytest.mark.parametrize("backend", ["cpp", "reference"])

@@ -3,59 +3,14 @@
 import pytest
 import torch
 
-import sweep_cases
 from argument_cases import BAD_ARGS, valid_args
-from sweep_cases import convert, tensor_inputs
+from sweep_cases import GEOMETRIES, HIDDEN2, VARIANTS, convert, forward_and_grads, in_float64, make_args, tensor_inputs
 from tensor_layouts import NON_CONTIGUOUS_LAYOUTS, non_contiguous
 from rnnpool_ops import functional, reference
 from rnnpool_ops.cells import parameter_shapes
 
-# name: (N, C, H, W, kernel, stride, padding)
-GEOMETRIES = {
-    "overlap": (2, 3, 9, 9, 4, 2, 0),
-    "nonsquare_gaps": (2, 2, 11, 13, (2, 3), (3, 4), 0),
-    "padding": (1, 3, 7, 6, 3, 2, (1, 2)),
-    "one_output_pixel": (1, 2, 5, 4, (5, 4), 1, 0),
-    "odd_stride1": (3, 5, 7, 5, (3, 2), 1, (1, 0)),
-    "wide_row": (1, 1, 3, 17, (3, 5), (1, 3), (0, 1)),
-    "wide_image": (2, 3, 6, 41, 3, 2, 1),  # many sequences per lane group, groups across patch rows
-    "wide_unpadded": (1, 2, 5, 40, (3, 2), (2, 1), 0),
-}
-# name: (cell, gate, update, parts)
-VARIANTS = {
-    "rnnpool_fastgrnn": ("fastgrnn", "sigmoid", "tanh", "RC"),
-    "rnnpool_quantised": ("fastgrnn", "quantSigm", "quantTanh", "RC"),
-    "rex_gru": ("gru", "sigmoid", "tanh", "RGC"),
-    "rex_fastgrnn": ("fastgrnn", "tanh", "sigmoid", "RGC"),
-    "rnnpool_gru": ("gru", "sigmoid", "tanh", "RC"),
-    "global_only": ("gru", "sigmoid", "tanh", "G"),
-    "rows_only": ("fastgrnn", "sigmoid", "tanh", "R"),
-    "global_cols": ("fastgrnn", "sigmoid", "tanh", "GC"),
-}
-HIDDEN1, HIDDEN2 = 5, 3
-
-
-def make_args(geometry, variant, dtype=torch.float64, seed=0, hidden=(HIDDEN1, HIDDEN2)):
-    """The op's arguments with random (not default-initialised) leaf parameters."""
-    return sweep_cases.make_args(GEOMETRIES[geometry], VARIANTS[variant], dtype, seed, hidden)
-
-
 def fused(args):
     return torch.ops.rnnpool.forward(*args.values())
-
-
-def forward_and_grads(run, args, grad_output=None):
-    out = run(args)
-    if grad_output is None:
-        grad_output = torch.randn_like(out)
-    # Parts without RNN2 ("G") leave it unused: its gradient is zero.
-    grads = torch.autograd.grad(out, tensor_inputs(args), grad_output, allow_unused=True, materialize_grads=True)
-    return out, grads, grad_output
-
-
-def in_float64(args):
-    """The same arguments with every tensor as a float64 leaf (same values)."""
-    return convert(args, lambda t: t.detach().double().requires_grad_(t.requires_grad))
 
 
 def assert_matches_reference(args, rtol, atol):

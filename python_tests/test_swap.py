@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from test_edgeml import CHANNELS, edgeml_rnnpool, edgeml_state_dict
+from edgeml_cases import CHANNELS, edgeml_rnnpool, edgeml_state_dict
 from torch import nn
 from torchvision import models as tv
 

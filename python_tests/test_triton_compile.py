@@ -61,7 +61,7 @@ def test_gated_skip_kernel_compiles_for_sm90(dtype, kernel, dilation, relu):
 
 @pytest.mark.parametrize("variant", ["rex_gru", "rnnpool_quantised"])
 def test_forward_and_backward_trace_with_symbolic_shapes(variant):
-    args = detached(make_args("padding_batch1", variant, torch.float32))
+    args = detached(make_args("padding", variant, torch.float32))
     tensors = ["x", "rnn1", "rnn2", "proj_weight", "proj_bias"]
     config = [args[name] for name in args if name not in tensors]
 

@@ -51,7 +51,7 @@ def test_float64(variant):
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float16, 1e-3), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
 def test_half_precision_inputs(variant, dtype, tolerance):
-    args = make_args("padding_batch1", variant, dtype, device="cuda")
+    args = make_args("padding", variant, dtype, device="cuda")
     assert_matches_reference(run_op, args, rtol=tolerance, atol=tolerance)
 
 
@@ -67,7 +67,7 @@ def test_many_programs_and_chunks():
 
 @pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru", "global_only"])
 def test_opcheck(variant):
-    args = make_args("padding_batch1", variant, torch.float32, device="cuda")
+    args = make_args("padding", variant, torch.float32, device="cuda")
     result = torch.library.opcheck(torch.ops.rnnpool.forward_triton.default, tuple(args.values()))
     assert set(result.values()) == {"SUCCESS"}, result
     plain = detached(args)

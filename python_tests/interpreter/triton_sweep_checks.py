@@ -21,7 +21,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from sweep_cases import GEOMETRIES, VARIANTS, assert_matches_reference, detached, make_args, tensor_inputs  # noqa: E402
+from sweep_cases import INTERPRETER_GEOMETRIES, VARIANTS, assert_matches_reference, detached, make_args, tensor_inputs  # noqa: E402
 from tensor_layouts import non_contiguous  # noqa: E402
 from rnnpool_ops import ReX2d, RNNPool2d, _ops, functional  # noqa: E402
 from rnnpool_ops._checks import check_sweep_args  # noqa: E402
@@ -53,7 +53,7 @@ def test_float64_every_variant(variant):
 
 
 @pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
-@pytest.mark.parametrize("geometry", [g for g in GEOMETRIES if g != "overlap"])
+@pytest.mark.parametrize("geometry", [g for g in INTERPRETER_GEOMETRIES if g != "overlap"])
 def test_float64_every_geometry(geometry, variant):
     assert_matches_reference(run_sweep, make_args(geometry, variant), **FLOAT64)
 
@@ -64,7 +64,7 @@ def test_float32_every_variant(variant):
 
 
 @pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
-@pytest.mark.parametrize("geometry", ["overlap", "padding_batch1"])
+@pytest.mark.parametrize("geometry", ["overlap", "padding"])
 def test_float32_geometries(geometry, variant):
     assert_matches_reference(run_sweep, make_args(geometry, variant, torch.float32, seed=2), **FLOAT32)
 
@@ -72,12 +72,12 @@ def test_float32_geometries(geometry, variant):
 @pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
 def test_hidden_sizes_past_one_tile(variant):
     # h1 = 17 pads to a 32-wide tile, h2 = 16 fills one exactly.
-    assert_matches_reference(run_sweep, make_args("padding_batch1", variant, hidden=(17, 16)), **FLOAT64)
+    assert_matches_reference(run_sweep, make_args("padding", variant, hidden=(17, 16)), **FLOAT64)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "sliced"])
 def test_non_contiguous_x(layout):
-    args = make_args("padding_batch1", "rex_gru")
+    args = make_args("padding", "rex_gru")
     args["x"] = non_contiguous(args["x"].detach(), layout).requires_grad_()
     args["rnn1"][1] = args["rnn1"][1].detach().t().contiguous().t().requires_grad_()  # non-contiguous weight
     assert_matches_reference(run_sweep, args, **FLOAT64)
@@ -92,7 +92,7 @@ def test_half_precision_computes_in_float32(variant, dtype, tolerance):
         assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
         return out, grads
 
-    assert_matches_reference(run, make_args("padding_batch1", variant, dtype), rtol=tolerance, atol=tolerance)
+    assert_matches_reference(run, make_args("padding", variant, dtype), rtol=tolerance, atol=tolerance)
 
 
 def test_batch_chunks_give_the_same_result():
