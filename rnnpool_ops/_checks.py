@@ -6,10 +6,10 @@ Each error names the argument at fault and the shape or value it should have.
 import torch
 
 from .cells import PARAMETER_NAMES, check_cell, parameter_shapes
+from .names import PARTS as VALID_PARTS
 
 # Output blocks in the order the output stacks them; `parts` lists a non-empty subset in this order.
 _BLOCK_WIDTHS = {"R": 2, "G": 4, "C": 2}  # in units of RNN2's hidden size
-VALID_PARTS = ("R", "G", "C", "RG", "RC", "GC", "RGC")
 
 
 def output_channels(parts, hidden2):

@@ -7,6 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import names
+from .names import GRU_NONLINEARITIES, PARAMETER_NAMES
+
 
 def quant_sigm(a):
     """EdgeML's piecewise-linear sigmoid, clamp((a + 1) / 2, 0, 1)."""
@@ -20,21 +23,8 @@ def quant_tanh(a):
     return F.hardtanh(a, -1.0, 1.0)
 
 
-NONLINEARITIES = {
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "quantSigm": quant_sigm,
-    "quantTanh": quant_tanh,
-}
-
-# nn.GRUCell has these built in; a GRU cell accepts no others.
-GRU_NONLINEARITIES = ("sigmoid", "tanh")
-
-# The order of each cell's tensors in the op's Tensor[] arguments, named as the modules name them.
-PARAMETER_NAMES = {
-    "fastgrnn": ("W", "U", "bias_gate", "bias_update", "zeta", "nu"),
-    "gru": ("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
-}
+# Each of names.NONLINEARITIES as a function.
+NONLINEARITIES = dict(zip(names.NONLINEARITIES, (torch.sigmoid, torch.tanh, quant_sigm, quant_tanh)))
 
 
 def nonlinearity(name, argument="nonlinearity"):

@@ -30,8 +30,12 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-CELL_CODES = {"fastgrnn": 0, "gru": 1}
-NONLINEARITY_CODES = {"sigmoid": 0, "tanh": 1, "quantSigm": 2, "quantTanh": 3}
+from ..names import CELLS, NONLINEARITIES
+
+# The kernels' integer codes for the names (rnnpool_ops/names.py): their position there. The kernels
+# branch on them (CELL == 0 is FastGRNN; GATE / UPDATE 0..3 are sigmoid, tanh, quantSigm, quantTanh).
+CELL_CODES = {name: code for code, name in enumerate(CELLS)}
+NONLINEARITY_CODES = {name: code for code, name in enumerate(NONLINEARITIES)}
 # Sequences per program under the interpreter: there, each program costs Python overhead per
 # operation, so fewer, larger programs are faster.
 INTERPRETER_BLOCK = 64
