@@ -9,7 +9,7 @@ each batch size and each pass (forward, forward+backward), float32, rows for:
   cpp         backend "cpp": the fused CUDA op, only when the extension has its CUDA kernel
   cudnn-gru   GRU cases only: F.unfold + nn.GRU (cuDNN) for both RNNs. NOT the same math: cuDNN's
               bidirectional GRU has separate weights for the reverse direction, where the op shares
-              one set (SPEC section 1). A speed reference only.
+              one set (docs/spec.md section 1). A speed reference only.
 Times are medians of triton.testing.do_bench (CUDA events). "vs reference" = reference ms / row ms.
 GFLOP/s (fused rows) counts benchmarks/flops.py: sweep_macs, the per-patch work the GPU backends do
 (forward+backward = 3x forward). Writes benchmarks/results/gpu-sweep-<gpu>.md and .json.
@@ -131,7 +131,7 @@ def markdown(rows, machine, settings):
         "vs reference = reference ms / row ms (higher is faster; -x: a side ran out of memory). "
         "GFLOP/s: benchmarks/flops.py sweep_macs, 2 FLOPs per MAC, forward+backward = 3x forward.",
         "cudnn-gru is F.unfold + nn.GRU with a bidirectional RNN2 that has separate reverse weights: not the "
-        "op's math (SPEC section 1), a speed reference only.",
+        "op's math (docs/spec.md section 1), a speed reference only.",
         "",
         *case_lines(settings["cases"], "Cases (N as in each row):"),
         "",

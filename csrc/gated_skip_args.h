@@ -1,4 +1,4 @@
-// Checks the gated-skip convolution's arguments (SPEC section 5) for every backend. Every failure is a
+// Checks the gated-skip convolution's arguments (docs/spec.md section 5) for every backend. Every failure is a
 // c10::Error (a Python ValueError/TypeError) naming the argument and what was expected.
 #pragma once
 

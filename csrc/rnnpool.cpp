@@ -66,14 +66,14 @@ __attribute__((visibility("default"))) int rnnpool_available_cpu_isas(const char
 }  // extern "C"
 
 TORCH_LIBRARY(rnnpool, m) {
-  // The patch sweep of RNNPool and ReX (SPEC sections 1-4). rnn1/rnn2 hold the cell's parameters
+  // The patch sweep of RNNPool and ReX (docs/spec.md sections 1-4). rnn1/rnn2 hold the cell's parameters
   // in its own order (fastgrnn: W, U, bias_gate, bias_update, zeta, nu; gru: weight_ih, weight_hh,
   // bias_ih, bias_hh). parts picks the output blocks, in the order R, G, C: "RC" is RNNPool,
   // "RGC" is ReX; proj_weight/proj_bias (ReX's f_L) are required exactly when "G" is asked for.
   m.def("forward" SWEEP_FORWARD_SIGNATURE);
   // Gradients of forward for every tensor input; grad_proj is [] without "G", else [weight, bias].
   m.def("backward" SWEEP_BACKWARD_SIGNATURE);
-  // DDI's gated-skip convolution (SPEC section 5): y = m * act(scale * conv2d(x, weight, bias) + shift)
+  // DDI's gated-skip convolution (docs/spec.md section 5): y = m * act(scale * conv2d(x, weight, bias) + shift)
   // + (1 - m) * x with m[n, c] = layer_gate[n] * channel_gate[n, c]; a shape-keeping convolution
   // (weight [C, C/groups, kh, kw], odd kernel, stride 1, padding dilation * (k - 1) / 2); absent
   // optional tensors are ones (gates, scale) or zeros (bias, shift); activation "none" or "relu".

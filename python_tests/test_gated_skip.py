@@ -1,4 +1,4 @@
-"""The gated-skip convolution (SPEC section 5): the fused op against the unfused reference, its
+"""The gated-skip convolution (docs/spec.md section 5): the fused op against the unfused reference, its
 gradients, opcheck, torch.compile, real skipping of gated-off work, bad input, and the module."""
 
 import pytest

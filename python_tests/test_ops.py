@@ -34,7 +34,7 @@ def test_float64_matches_reference(geometry, variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_float32_matches_reference(geometry, variant):
-    # SPEC section 6 tolerances; gradients sum over many patches, so they get a little more room.
+    # docs/spec.md section 6 tolerances; gradients sum over many patches, so they get a little more room.
     args = make_args(geometry, variant, torch.float32, seed=1)
     assert_matches_reference(args, rtol=1e-4, atol=1e-5 if args["x"].numel() < 400 else 2e-5)
 

@@ -78,7 +78,7 @@ def naive_sweep(
     update_nonlinearity,
     parts,
 ):
-    """SPEC section 1 written out: every patch, row and column on its own, one pixel per step."""
+    """docs/spec.md section 1 written out: every patch, row and column on its own, one pixel per step."""
     kh, kw = kernel_size
     sh, sw = stride
     padded = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))

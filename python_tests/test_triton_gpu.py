@@ -15,7 +15,7 @@ from rnnpool_ops import RNNPool2d, ReX2d, functional, triton_sweep
 # Short-circuits: without a GPU, triton is not imported into this process.
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or not triton_sweep.available(),
                                 reason="needs a CUDA GPU and triton")
-FLOAT32 = dict(rtol=1e-4, atol=1e-5)  # SPEC section 6
+FLOAT32 = dict(rtol=1e-4, atol=1e-5)  # docs/spec.md section 6
 
 
 def run_op(args, grad_output):

@@ -14,7 +14,7 @@ from .names import GRU_NONLINEARITIES, PARAMETER_NAMES
 def quant_sigm(a):
     """EdgeML's piecewise-linear sigmoid, clamp((a + 1) / 2, 0, 1)."""
     # hardtanh rather than torch.clamp: its gradient is 0 at the bounds in every torch version,
-    # as SPEC asks, while torch.clamp's was 1 there before torch 2.14.
+    # as docs/spec.md asks, while torch.clamp's was 1 there before torch 2.14.
     return F.hardtanh((a + 1) / 2, 0.0, 1.0)
 
 

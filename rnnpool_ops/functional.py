@@ -25,7 +25,7 @@ BACKENDS = ("auto", "cpp", "triton", "reference")
 
 def patch_sweep(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride=None, padding=0,
                 cell="fastgrnn", gate="sigmoid", update="tanh", parts="RC", backend="auto"):
-    """The op of SPEC sections 1-4 for any parts; see rnnpool2d and rex2d for the usual forms.
+    """The op of docs/spec.md sections 1-4 for any parts; see rnnpool2d and rex2d for the usual forms.
 
     rnn1/rnn2 are the cells' tensors in the op's order (rnnpool_ops.cells.cell_parameters).
     stride=None means stride = kernel_size, as in PyTorch's pooling layers.

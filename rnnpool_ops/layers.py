@@ -64,7 +64,7 @@ class RNNPool2d(_PatchSweep2d):
     @classmethod
     def from_edgeml(cls, state_dict, kernel_size, stride=None, padding=0, prefix="", gate="sigmoid",
                     update="tanh", backend="auto"):
-        """An RNNPool2d holding the weights of an EdgeML RNNPool state dict (SPEC section 4).
+        """An RNNPool2d holding the weights of an EdgeML RNNPool state dict (docs/spec.md section 4).
 
         EdgeML's module takes already-unfolded patches, so the patch size and stride its model used
         must be given here. gate/update are the nonlinearities the EdgeML cells were built with.

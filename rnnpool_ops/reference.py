@@ -27,7 +27,7 @@ def forward(
 ):
     """RNNPool ("RC"), ReX ("RGC") or an ablation of them on x [N, C, H, W] -> [N, out, H', W'].
 
-    Same signature and semantics as torch.ops.rnnpool.forward (see SPEC.md).
+    Same signature and semantics as torch.ops.rnnpool.forward (see docs/spec.md).
     """
     n, out_channels, out_h, out_w = check_sweep_args(
         x,

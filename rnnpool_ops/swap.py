@@ -135,7 +135,7 @@ def replace_blocks(model, names, layer, input_shape):
 
 
 def edgeml_layers(state_dict, kernel_size, stride=None, padding=0, **from_edgeml_options):
-    """{module name: RNNPool2d} for every EdgeML RNNPool found in a state dict (SPEC section 4).
+    """{module name: RNNPool2d} for every EdgeML RNNPool found in a state dict (docs/spec.md section 4).
 
     EdgeML's module takes patches cut out by its caller, so their size and stride must be given.
     from_edgeml_options: gate, update, backend (see RNNPool2d.from_edgeml).

@@ -2,7 +2,7 @@
 //
 // Derivatives are expressed through the function's OUTPUT, so backward passes only need the
 // activations saved by the forward pass. For the piecewise-linear functions this gives the slope
-// inside the clamp range and 0 outside and at the kinks, as SPEC section 4 asks.
+// inside the clamp range and 0 outside and at the kinks, as docs/spec.md section 4 asks.
 #pragma once
 
 #include <cmath>

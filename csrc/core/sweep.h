@@ -1,4 +1,4 @@
-// The patch-wise RNNPool / ReX sweep (SPEC sections 1-3), torch-free.
+// The patch-wise RNNPool / ReX sweep (docs/spec.md sections 1-3), torch-free.
 //
 // A sample is processed in three phases, each shared as widely as the math allows:
 //   1. project:   RNN1's input projection W x of every pixel, once (a pixel is read by up to

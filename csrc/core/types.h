@@ -86,7 +86,7 @@ inline GatedConvLayout gated_conv_layout(int64_t height, int64_t width, int64_t 
   return gated_conv_layout(height, width, kernel_h, kernel_w, dilation_h, dilation_w, false);
 }
 
-// The gated-skip convolution's forward (SPEC section 5) for `count` output channels of one group of
+// The gated-skip convolution's forward (docs/spec.md section 5) for `count` output channels of one group of
 // one sample: y[c] = m[c] * act(alpha[c] * conv_c(x) + beta[c]) + (1 - m[c]) * x[c] (gated_conv.h).
 template <class T>
 struct GatedConvJob {

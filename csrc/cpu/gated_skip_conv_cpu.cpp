@@ -1,4 +1,4 @@
-// CPU kernels of rnnpool::gated_skip_conv2d and its backward (SPEC section 5).
+// CPU kernels of rnnpool::gated_skip_conv2d and its backward (docs/spec.md section 5).
 //
 // Forward: the channels with m[n, c] != 0 are convolved, and only those, by the direct convolution
 // of csrc/core/gated_conv.h (the active CPU ISA build), which writes y = m * act(alpha * conv +

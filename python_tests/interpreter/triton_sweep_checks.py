@@ -30,7 +30,7 @@ from rnnpool_ops.triton_sweep import kernels, load, sweep  # noqa: E402
 
 load()  # registers rnnpool::forward_triton / backward_triton
 FLOAT64 = dict(rtol=1e-10, atol=1e-10)
-FLOAT32 = dict(rtol=1e-4, atol=1e-5)  # SPEC section 6
+FLOAT32 = dict(rtol=1e-4, atol=1e-5)  # docs/spec.md section 6
 
 
 def run_sweep(args, grad_output, **options):

@@ -1,4 +1,4 @@
-"""The gated-skip convolution of Dual Dynamic Inference (SPEC section 5): a module, the straight-through
+"""The gated-skip convolution of Dual Dynamic Inference (docs/spec.md section 5): a module, the straight-through
 hard gate, the functional form and the unfused reference."""
 
 from . import _ops, reference

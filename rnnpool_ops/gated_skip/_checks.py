@@ -32,7 +32,7 @@ def dilation_pair(dilation):
 
 
 def check_gated_skip_args(x, weight, bias, layer_gate, channel_gate, scale, shift, dilation, groups, activation):
-    """Validate the op's arguments (SPEC section 5); the output has the shape of x."""
+    """Validate the op's arguments (docs/spec.md section 5); the output has the shape of x."""
     check_image_input(x)
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be an int >= 1, got {groups!r}")

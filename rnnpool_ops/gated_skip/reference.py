@@ -1,4 +1,4 @@
-"""The unfused gated-skip convolution in plain PyTorch (SPEC section 5): the tests' oracle and the
+"""The unfused gated-skip convolution in plain PyTorch (docs/spec.md section 5): the tests' oracle and the
 benchmark's baseline. It always computes the whole convolution, then blends."""
 
 import torch

@@ -14,7 +14,7 @@ unit j (stride 1 for a summary buffer, H'*W' for a channel of an NCHW output). T
 reads d(final state) from the same place in the output's gradient.
 
 Numerics: the compute dtype is the tensors' (float32 or float64). Products use tl.dot with IEEE
-float32 inputs (TF32 would lose the 1e-4 agreement SPEC asks for). tanh is built from tl.exp, as
+float32 inputs (TF32 would lose the 1e-4 agreement docs/spec.md asks for). tanh is built from tl.exp, as
 libdevice is not available under the interpreter; quantSigm/quantTanh have slope 0 outside their
 linear range and at its ends, as torch's hardtanh.
 

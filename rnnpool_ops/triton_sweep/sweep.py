@@ -42,7 +42,7 @@ WORKSPACE_BYTES = 1 << 30
 
 def forward(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell, gate_nonlinearity,
             update_nonlinearity, parts, *, workspace_bytes=WORKSPACE_BYTES):
-    """torch.ops.rnnpool.forward's result (SPEC sections 1-4), computed with the Triton kernels."""
+    """torch.ops.rnnpool.forward's result (docs/spec.md sections 1-4), computed with the Triton kernels."""
     plan = _Plan(x, rnn1, rnn2, proj_weight, proj_bias, kernel_size, stride, padding, cell, gate_nonlinearity,
                  update_nonlinearity, parts)
     cells = _Cells(plan, rnn1, rnn2, proj_weight, proj_bias)

@@ -1,4 +1,4 @@
-// The four nonlinearities in double, written from SPEC section 4 with libm: the tests' yardstick.
+// The four nonlinearities in double, written from docs/spec.md section 4 with libm: the tests' yardstick.
 #pragma once
 
 #include <cmath>

@@ -62,7 +62,7 @@ std::vector<std::vector<double>> random_cell(CellKind kind, int64_t in, int64_t 
   return p;
 }
 
-// One RNN over a sequence of input vectors, written plainly from SPEC section 4.
+// One RNN over a sequence of input vectors, written plainly from docs/spec.md section 4.
 std::vector<double> naive_rnn(const Case& c, const std::vector<std::vector<double>>& p, int64_t in, int64_t h,
                               const std::vector<std::vector<double>>& seq) {
   std::vector<double> state(h, 0.0);
