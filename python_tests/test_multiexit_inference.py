@@ -104,3 +104,13 @@ def test_inference_matches_assign_exits_and_costs():
 def test_bad_construction_is_rejected(stages, heads, match):
     with pytest.raises(ValueError, match=match):
         MultiExitNetwork(stages, heads)
+
+
+def test_infer_keeps_each_modules_mode():
+    """exit_madds traces the network in eval mode: a BatchNorm frozen in a training model stays frozen."""
+    bn = nn.BatchNorm1d(4).eval()
+    model = MultiExitNetwork([nn.Sequential(nn.Linear(4, 4), bn), nn.Linear(4, 4)],
+                             {0: nn.Linear(4, 3), 1: nn.Linear(4, 3)}).train()
+    bn.eval()
+    model.infer(torch.randn(5, 4), MaxSoftmaxPolicy(0.5))
+    assert not bn.training and model.training and model.stages[1].training

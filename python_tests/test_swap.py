@@ -198,3 +198,112 @@ def test_bad_arguments_name_the_argument():
         swap.convert_edgeml_modules(model, 4, 2)
     with pytest.raises(ValueError, match="no nn.AvgPool2d"):
         swap.swap_pooling(nn.Sequential(nn.Conv2d(3, 3, 1)), (3, 8, 8))
+
+
+# ---- issue 14, class 4: what swap and analysis must not change ----
+
+def modes(model):
+    return {name: m.training for name, m in model.named_modules()}
+
+
+def frozen_bn_model():
+    """A training model whose BatchNorm is frozen (eval mode), as fine-tuning does."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.MaxPool2d(2),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).train()
+    model[1].eval()
+    return model
+
+
+def snapshot(model):
+    return dict(model.named_modules()), {k: v.clone() for k, v in model.state_dict().items()}, modes(model)
+
+
+def assert_unchanged(model, saved):
+    modules, state, training = saved
+    assert dict(model.named_modules()) == modules
+    assert modes(model) == training
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_swap_and_analysis_keep_each_modules_mode():
+    model = frozen_bn_model()
+    expected = modes(model)
+    analysis.multiply_adds(model, (3, 8, 8))
+    analysis.peak_ram_bytes(model, (3, 8, 8))
+    assert modes(model) == expected
+    swap.swap_pooling(model, (3, 8, 8))
+    assert not model[1].training and model[0].training and model[2].training and model[3].training
+
+
+def test_replace_blocks_keeps_the_layers_modes():
+    model = frozen_bn_model()
+    layer = nn.Sequential(nn.BatchNorm2d(8).eval(), nn.MaxPool2d(2)).train()
+    layer[0].eval()
+    swap.replace_blocks(model, ["2"], layer, (3, 8, 8))
+    assert layer.training and not layer[0].training and not model[1].training
+
+
+class TutorialNet(nn.Module):
+    """The PyTorch CIFAR-10 tutorial's network: one MaxPool2d module called at two sites."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.pool, self.conv2 = nn.Conv2d(3, 6, 5), nn.MaxPool2d(2, 2), nn.Conv2d(6, 16, 5)
+        self.fc = nn.Linear(16 * 5 * 5, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        return self.fc(x.flatten(1))
+
+
+def test_module_called_at_two_sites_is_refused_and_model_unchanged():
+    model = TutorialNet()
+    saved = snapshot(model)
+    with pytest.raises(ValueError, match=r"pool: one module runs at 2 call sites \(inputs \[6, 28, 28\], \[16, 10, 10\]"):
+        swap.swap_pooling(model, (3, 32, 32), names=["pool"])
+    assert_unchanged(model, saved)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+class RefusesSweeps(nn.Module):
+    """A forward that fails once its pool is no longer a MaxPool2d: the failure comes after replacing."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool = nn.Conv2d(3, 4, 1), nn.MaxPool2d(2)
+
+    def forward(self, x):
+        if not isinstance(self.pool, nn.MaxPool2d):
+            raise RuntimeError("this forward needs a MaxPool2d")
+        return self.pool(self.conv(x))
+
+
+def test_swap_failing_after_replacing_puts_everything_back():
+    model = RefusesSweeps()
+    saved = snapshot(model)
+    with pytest.raises(ValueError, match=r"does not run on input_shape \(3, 8, 8\).*needs a MaxPool2d.*unchanged"):
+        swap.swap_pooling(model, (3, 8, 8))
+    assert_unchanged(model, saved)
+    with pytest.raises(ValueError, match="gate"):  # a bad layer option fails before anything changes
+        swap.swap_pooling(frozen_bn_model(), (3, 8, 8), gate="relu")
+
+
+def test_model_without_parameters_swaps():
+    model = nn.Sequential(nn.MaxPool2d(2))
+    report = swap.swap_pooling(model, (4, 16, 16))
+    assert isinstance(model[0], RNNPool2d) and report.parameters_before == 0
+    assert model(torch.randn(1, 4, 16, 16)).shape == (1, 4, 8, 8)
+    assert analysis.multiply_adds(nn.Sequential(nn.ReLU()), (3, 4, 4)) == 0
+
+
+def test_input_size_bound_layer_names_the_swaps_input_shape():
+    model = frozen_bn_model()
+    swap.swap_pooling(model, (3, 8, 8))
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4)
+    with pytest.raises(ValueError, match=r"swap_pooling built this layer for input_shape \(3, 8, 8\) to replace "
+                                         r"3 \(AdaptiveAvgPool2d\).*fit 4x4 maps only"):
+        model(torch.randn(2, 3, 16, 16))
+    # The MaxPool2d's replacement (patch 4, stride 2) does not depend on the input size.
+    assert model[2](torch.randn(1, 8, 20, 12)).shape == (1, 8, 10, 6)

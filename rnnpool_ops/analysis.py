@@ -19,6 +19,7 @@ With float32 this gives the paper's MobileNetV2 2.29 MB (the first bottleneck: 1
 112x112x16 out = 2,408,448 bytes; MB = MiB) and MobileNetV2-RNNPool 0.24 MB.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,42 @@ def _elements(value):
     return _first(value)[0].numel()
 
 
+@contextmanager
+def eval_mode(model):
+    """Run the body with every module of `model` in eval mode, then give each module back its own mode.
+
+    model.train(flag) would set one mode everywhere, unfreezing a BatchNorm frozen in a training model.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def model_dtype_device(model):
+    """(dtype, device) of the model's first floating-point parameter or buffer; the default dtype on
+    the CPU for a model holding none (a bare pooling layer)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.device
+    return torch.get_default_dtype(), torch.device("cpu")
+
+
+def zero_sample(model, input_shape):
+    """One zero sample [1, *input_shape] in the model's dtype, on its device."""
+    dtype, device = model_dtype_device(model)
+    return torch.zeros(1, *input_shape, dtype=dtype, device=device)
+
+
+def run_sample(model, input_shape):
+    """Run one zero sample through `model` in eval mode without autograd; every module keeps its mode."""
+    with eval_mode(model), torch.no_grad():
+        return model(zero_sample(model, input_shape))
+
+
 def _trace(model, input_shape):
     """Run one zero sample through `model`; record MAdds leaves and peak-RAM units in execution order."""
     madds, units = [], []
@@ -153,14 +190,9 @@ def _trace(model, input_shape):
             visit(f"{name}.{child_name}" if name else child_name, child, inside_unit or rule is not None)
 
     visit("", model, False)
-    was_training = model.training
-    parameter = next(model.parameters())
     try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device))
+        run_sample(model, input_shape)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return madds, units

@@ -27,13 +27,28 @@ class _PatchSweep2d(nn.Module):
         self.padding = _pair(padding)
         self.parts = parts
         self.backend = backend
+        self.fixed_input_size = self.fixed_input_origin = None
         self.out_channels = output_channels(parts, hidden2)
         self.rnn1 = make_cell(cell, in_channels, hidden1, gate, update)
         self.rnn2 = make_cell(cell, hidden1, hidden2, gate, update)
         if "G" in parts:
             self.proj = nn.Linear((self.kernel_size[0] + self.kernel_size[1]) * hidden1, 4 * hidden2)
 
+    def fix_input_size(self, size, origin):
+        """Accept only (H, W) = size maps: the geometry was derived from that size (`origin` says where)."""
+        self.fixed_input_size, self.fixed_input_origin = tuple(size), origin
+
+    def _check_input_size(self, x):
+        size = tuple(x.shape[-2:])
+        if self.fixed_input_size is not None and size != self.fixed_input_size:
+            height, width = self.fixed_input_size
+            raise ValueError(
+                f"{self.fixed_input_origin}: its kernel_size {self.kernel_size} and stride {self.stride} fit "
+                f"{height}x{width} maps only, got x of shape {list(x.shape)}; swap again with the input_shape "
+                "the model runs at")
+
     def forward(self, x):
+        self._check_input_size(x)
         gate, update = cell_nonlinearities(self.rnn1)
         proj = getattr(self, "proj", None)
         return functional.patch_sweep(

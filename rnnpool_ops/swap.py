@@ -78,7 +78,9 @@ def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto",
     kept; where C is not divisible so, a 1x1 convolution restores C. A layer pooling to 1x1 sweeps
     the whole map as one patch (F.1.2); others use patch 4, stride 2 with the padding that keeps the
     output size (F.1.3), or else tile the input with patch = stride = input / output size.
+    An adaptive pool's replacement fits the traced map size only and refuses others.
     layer_options go to the layer (cell, gate, update, ...).
+    Atomic: on any error the model is left as it was.
     """
     _check_kind(kind)
     _check_backend(backend)
@@ -91,15 +93,18 @@ def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto",
                          "(pooling done with torch.nn.functional is not seen)")
     shapes = _io_shapes(model, pools, input_shape)
     before = _costs(model, input_shape)
-    replaced = []
-    parameter = next(model.parameters())
+    dtype, device = analysis.model_dtype_device(model)
+    layers, replaced = {}, []
     for name, pool in pools.items():
         (channels, *in_size), (_, *out_size) = shapes[name]
         geometry = _sweep_geometry(name, tuple(in_size), tuple(out_size))
-        layer = _matching_sweep(kind, channels, geometry, backend, layer_options)
-        _set_module(model, name, layer.to(parameter.device, parameter.dtype))
+        layer = _matching_sweep(kind, channels, geometry, backend, layer_options).to(device, dtype)
+        if isinstance(pool, nn.AdaptiveAvgPool2d):  # its output size does not follow the input's
+            _sweep_of(layer).fix_input_size(in_size, f"swap_pooling built this layer for input_shape "
+                                                     f"{input_shape} to replace {name} ({type(pool).__name__})")
+        layers[name] = layer.train(pool.training)
         replaced.append(Replacement((name,), repr(pool), repr(layer)))
-    return _report(model, input_shape, before, replaced)
+    return _replace(model, layers, input_shape, before, replaced)
 
 
 def replace_blocks(model, names, layer, input_shape):
@@ -107,7 +112,7 @@ def replace_blocks(model, names, layer, input_shape):
 
     The first named module becomes `layer`, the others nn.Identity, so the model's forward and its
     other modules' names are unchanged. `layer` must map the first module's input to the last
-    module's output shape, for one sample of input_shape (C, H, W).
+    module's output shape, for one sample of input_shape (C, H, W). Atomic, as swap_pooling.
     """
     if isinstance(names, str) or not names:
         raise ValueError(f"names must be a non-empty list of module names, got {names!r}")
@@ -119,19 +124,14 @@ def replace_blocks(model, names, layer, input_shape):
     if list(shapes) != list(names):
         raise ValueError(f"names must be given in the order the model runs them: {list(shapes)}, got {list(names)}")
     block_input, block_output = shapes[names[0]][0], shapes[names[-1]][1]
-    with torch.no_grad():
-        was_training = layer.training
-        layer_output = tuple(layer.eval()(torch.zeros(1, *block_input)).shape[1:])
-        layer.train(was_training)
+    layer_output = tuple(analysis.run_sample(layer, block_input).shape[1:])
     if layer_output != block_output:
         raise ValueError(f"layer maps the blocks' input {list(block_input)} to {list(layer_output)}, "
                          f"but {names[-1]} gives {list(block_output)}")
     before = _costs(model, input_shape)
     replaced = Replacement(tuple(names), " + ".join(type(blocks[name]).__name__ for name in names), repr(layer))
-    _set_module(model, names[0], layer)
-    for name in names[1:]:
-        _set_module(model, name, nn.Identity())
-    return _report(model, input_shape, before, [replaced])
+    modules = {names[0]: layer, **{name: nn.Identity() for name in names[1:]}}
+    return _replace(model, modules, input_shape, before, [replaced])
 
 
 def edgeml_layers(state_dict, kernel_size, stride=None, padding=0, **from_edgeml_options):
@@ -159,11 +159,13 @@ def convert_edgeml_modules(model, kernel_size, stride=None, padding=0, input_sha
     if "" in layers:
         raise ValueError("model is itself an EdgeML RNNPool: build its replacement with RNNPool2d.from_edgeml")
     before = _costs(model, input_shape)
-    replaced = []
+    replaced = [Replacement((name,), type(model.get_submodule(name)).__name__, repr(layer))
+                for name, layer in layers.items()]
     for name, layer in layers.items():
-        replaced.append(Replacement((name,), type(model.get_submodule(name)).__name__, repr(layer)))
-        _set_module(model, name, layer)
-    return _report(model, input_shape, before, replaced)
+        layer.train(model.get_submodule(name).training)
+    return _replace(model, layers, input_shape, before, replaced,
+                    "a caller that cut patches out for EdgeML's module must pass the feature map instead: adapt "
+                    "the model's forward (docs/edgeml.md), then run rnnpool_ops.analysis on it")
 
 
 def set_backend(model, backend):
@@ -209,29 +211,62 @@ def _matching_sweep(kind, channels, geometry, backend, layer_options):
     return nn.Sequential(sweep, nn.Conv2d(sweep.out_channels, channels, 1))
 
 
-def _io_shapes(model, modules, input_shape):
-    """{name: (input shape, output shape)} of one zero sample, in the order the modules first run."""
-    shapes = {}
+def _call_shapes(model, modules, input_shape):
+    """{name: [(input shape, output shape) of each call]} of one zero sample, in the order the modules
+    first run."""
+    calls = {}
 
     def record(name):
         def hook(module, inputs, output):  # returns None: a forward hook's return value replaces the output
-            shapes.setdefault(name, (tuple(inputs[0].shape[1:]), tuple(output.shape[1:])))
+            calls.setdefault(name, []).append((tuple(inputs[0].shape[1:]), tuple(output.shape[1:])))
         return hook
 
     hooks = [module.register_forward_hook(record(name)) for name, module in modules.items()]
-    parameter = next(model.parameters())
-    was_training = model.training
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device))
+        analysis.run_sample(model, input_shape)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
-    missing = [name for name in modules if name not in shapes]
+    return calls
+
+
+def _io_shapes(model, modules, input_shape):
+    """{name: (input shape, output shape)} of modules that each run once, in the order they run."""
+    calls = _call_shapes(model, modules, input_shape)
+    missing = [name for name in modules if name not in calls]
     if missing:
         raise ValueError(f"modules {missing} do not run in the model's forward pass")
-    return shapes
+    for name, sites in calls.items():
+        if len(sites) > 1:
+            raise ValueError(f"{name}: {_shared_reason(sites)}")
+    return {name: sites[0] for name, sites in calls.items()}
+
+
+def _shared_reason(sites):
+    inputs = ", ".join(str(list(site[0])) for site in sites)
+    return (f"one module runs at {len(sites)} call sites (inputs {inputs}): one replacement would share its "
+            "weights between them, or not fit; give each call site a module of its own")
+
+
+def _sweep_of(layer):
+    """The RNNPool2d/ReX2d of a matching sweep (alone, or before its 1x1 convolution)."""
+    return layer[0] if isinstance(layer, nn.Sequential) else layer
+
+
+def _replace(model, modules, input_shape, before, replaced, hint=""):
+    """Put modules {name: module} into model and report; if that fails, or the changed model does not
+    run on input_shape, put every original back and raise."""
+    originals = {name: model.get_submodule(name) for name in modules}
+    try:
+        for name, module in modules.items():
+            _set_module(model, name, module)
+        return _report(model, input_shape, before, replaced)
+    except Exception as error:
+        for name, module in originals.items():
+            _set_module(model, name, module)
+        raise ValueError(f"the model with {', '.join(modules)} replaced does not run on input_shape "
+                         f"{input_shape} ({type(error).__name__}: {error}); the model is unchanged"
+                         + (f". {hint}" if hint else "")) from error
 
 
 def _costs(model, input_shape):
