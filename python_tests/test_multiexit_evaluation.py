@@ -45,3 +45,13 @@ def test_benefit_curve_on_a_tiny_model(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
     k_curve = benefit_curve(outputs, target, costs, ConsistencyPolicy, [1, 2])
     assert k_curve.exit_rates[1] == [0.0, 1.0]  # k = 2 > exits - 1: nobody leaves early
+
+
+def test_benefit_curve_checks_outputs_and_costs():
+    outputs = [one_hot_logits([0, 0, 0, 1])] * 2
+    with pytest.raises(ValueError, match="exit_madds has 3 costs for 2 exits"):
+        benefit_curve(outputs, TARGET, [1, 2, 3], MaxSoftmaxPolicy, [0.5])
+    with pytest.raises(ValueError, match=r"exit 1's output has shape \[3, 2\], expected 4 rows"):
+        benefit_curve([outputs[0], outputs[0][:3]], TARGET, [1, 2], MaxSoftmaxPolicy, [0.5])
+    with pytest.raises(TypeError, match="num_exits must be an int"):
+        exit_histogram(torch.tensor([0, 1]), 2.0)

@@ -1,11 +1,14 @@
 """MultiExitNetwork: training forward, and early-exit inference that drops exited rows (compaction)."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from rnnpool_ops.multiexit import (ConsistencyPolicy, ExitPolicy, MaxSoftmaxPolicy, MultiExitNetwork,
-                                   assign_exits)
+from rnnpool_ops.multiexit import (ConsistencyPolicy, ConsistencyRegressionPolicy, EntropyPolicy, ExitPolicy,
+                                   HardBudgetPolicy, MaxSoftmaxPolicy, MultiExitNetwork, assign_exits,
+                                   calibrate_budget)
 
 
 class StopRows(ExitPolicy):
@@ -114,3 +117,58 @@ def test_infer_keeps_each_modules_mode():
     bn.eval()
     model.infer(torch.randn(5, 4), MaxSoftmaxPolicy(0.5))
     assert not bn.training and model.training and model.stages[1].training
+
+
+class IntegerMask(ExitPolicy):
+    """Returns the stop decisions as 0/1 integers, which would index rows rather than select them."""
+
+    def decide(self, exit_index, output, state):
+        return (output[:, 0] > 0).long(), state
+
+
+class ShortMask(ExitPolicy):
+    def decide(self, exit_index, output, state):
+        return torch.ones(output.shape[0] + 1, dtype=torch.bool), state
+
+
+def linear_network(widths=(3, 3, 3)):
+    return MultiExitNetwork([nn.Linear(4, 4) for _ in widths], {i: nn.Linear(4, w) for i, w in enumerate(widths)})
+
+
+@pytest.mark.parametrize("policy, error, match", [
+    (IntegerMask(), TypeError, r"IntegerMask.decide at exit 0 must return stop as a torch.bool tensor \[B\].*"
+                               "got torch.int64"),
+    (ShortMask(), ValueError, r"ShortMask.decide at exit 0 returned stop of shape \[6\].*5 rows"),
+])
+def test_policy_masks_are_checked(policy, error, match):
+    model, x = linear_network(), torch.randn(5, 4)
+    with pytest.raises(error, match=match):
+        model.infer(x, policy)
+    with pytest.raises(error, match=match):
+        assign_exits(policy, model(x))
+    with pytest.raises(error, match=match):  # an inner policy too
+        model.infer(x, HardBudgetPolicy(model.exit_madds((4,)), 1e9, policy))
+
+
+def test_head_of_another_width_is_refused_naming_the_exit():
+    model = linear_network((3, 3, 1))
+    with pytest.raises(ValueError, match=r"exit 2's output is \[B, 1\] torch.float32, but exit 0's is \[B, 3\]"):
+        model.infer(torch.randn(5, 4), MaxSoftmaxPolicy(math.inf))
+    with pytest.raises(ValueError, match="exit 2's output"):
+        assign_exits(MaxSoftmaxPolicy(0.5), model(torch.randn(5, 4)))
+
+
+@pytest.mark.parametrize("policy", [MaxSoftmaxPolicy(0.5), EntropyPolicy(0.5), ConsistencyPolicy(1),
+                                    ConsistencyRegressionPolicy(1, 0.1), HardBudgetPolicy([1, 2, 3], 2)],
+                         ids=lambda p: type(p).__name__)
+def test_every_policy_takes_an_empty_batch(policy):
+    model, x = linear_network(), torch.zeros(0, 4)
+    result = model.infer(x, policy)
+    assert result.outputs.shape == (0, 3) and result.exit_index.shape == (0,) and result.madds.shape == (0,)
+    assert assign_exits(policy, model(x)).shape == (0,)
+
+
+def test_calibrated_entropy_never_threshold_is_valid():
+    outputs = [torch.randn(10, 3)] * 2
+    policy = calibrate_budget(outputs, [1.0, 2.0], 2.0, score="entropy")
+    assert policy.threshold == (0.0,) and assign_exits(policy, outputs).eq(1).all()

@@ -65,17 +65,41 @@ def test_cbee_regression_uses_eta():
     assert assign_exits(ConsistencyRegressionPolicy(1, eta=0.005), g).tolist() == [3, 3]
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: ConsistencyPolicy(0), "k must be a positive int"),
-    (lambda: ConsistencyPolicy(1.5), "k must be a positive int"),
-    (lambda: ConsistencyRegressionPolicy(1, eta=0), "eta must be a positive number"),
-    (lambda: MaxSoftmaxPolicy([]), "threshold must be"),
-    (lambda: HardBudgetPolicy([10, 20], budget=5), "budget 5 is below the first exit's cost"),
-    (lambda: calibrate_budget([torch.zeros(1, 2)] * 2, [1, 2], 1.5, score="margin"), "score must be one of"),
-    (lambda: calibrate_budget([torch.zeros(1, 2)] * 2, [1, 2, 3], 1.5), "exit_madds has 3 costs for 2 exits"),
+NAN, INF = float("nan"), float("inf")
+OUTPUTS = [torch.zeros(1, 2)] * 2
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: ConsistencyPolicy(0), ValueError, "k must be an int >= 1"),
+    (lambda: ConsistencyPolicy(1.5), TypeError, "k must be an int, got float"),
+    (lambda: ConsistencyPolicy(True), TypeError, "k must be an int, got bool"),
+    (lambda: ConsistencyRegressionPolicy(1, eta=0), ValueError, r"eta must be a finite number in \(0.0, inf\]"),
+    (lambda: ConsistencyRegressionPolicy(1, eta=NAN), ValueError, "eta must be a finite number"),
+    (lambda: MaxSoftmaxPolicy([]), ValueError, "threshold must be"),
+    (lambda: MaxSoftmaxPolicy(NAN), ValueError, r"threshold must be a finite number in \[0.0, 1.0\] or inf, got nan"),
+    (lambda: MaxSoftmaxPolicy(1.5), ValueError, r"threshold must be a finite number in \[0.0, 1.0\]"),
+    (lambda: MaxSoftmaxPolicy([0.5, -INF]), ValueError, r"threshold\[1\] must be a finite number"),
+    (lambda: MaxSoftmaxPolicy("0.9"), TypeError, "threshold must be a number or a sequence of per-exit numbers, "
+                                                  "got str '0.9'"),
+    (lambda: MaxSoftmaxPolicy(["0.9"]), TypeError, r"threshold\[0\] must be a real number, got str"),
+    (lambda: EntropyPolicy(-0.1), ValueError, "threshold must be a finite number in"),
+    (lambda: EntropyPolicy(None), TypeError, "threshold must be a number or a sequence"),
+    (lambda: HardBudgetPolicy([10, 20], budget=5), ValueError, "budget 5.0 is below the first exit's cost"),
+    (lambda: HardBudgetPolicy([10, 20], budget=NAN), ValueError, "budget must be a finite number"),
+    (lambda: HardBudgetPolicy([10, NAN], budget=15), ValueError, r"exit_madds\[1\] must be a finite number"),
+    (lambda: HardBudgetPolicy([20, 10], budget=15), ValueError, "exit_madds must be cumulative"),
+    (lambda: HardBudgetPolicy([], budget=15), ValueError, "exit_madds has 0 costs"),
+    (lambda: HardBudgetPolicy([10, 20], 15, policy="max"), TypeError, "policy must be an ExitPolicy"),
+    (lambda: calibrate_budget(OUTPUTS, [1, 2], 1.5, score="margin"), ValueError, "score must be one of"),
+    (lambda: calibrate_budget(OUTPUTS, [1, 2, 3], 1.5), ValueError, "exit_madds has 3 costs for 2 exits"),
+    (lambda: calibrate_budget(OUTPUTS, [1, 2], NAN), ValueError, r"budget must be a finite number in \[0.0, inf\], got nan"),
+    (lambda: calibrate_budget(OUTPUTS, [1, 2], "2"), TypeError, "budget must be a real number"),
+    (lambda: calibrate_budget([torch.zeros(1, 2), torch.zeros(1, 3)], [1, 2], 1.5), ValueError,
+     r"exit 1's output is \[B, 3\] torch.float32, but exit 0's is \[B, 2\]"),
+    (lambda: calibrate_budget([], [], 1.5), TypeError, "exit_outputs must be a non-empty list"),
 ])
-def test_bad_arguments_name_the_argument(make, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments_name_the_argument(make, error, match):
+    with pytest.raises(error, match=match):
         make()
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import integer
+from ._checks import check_exit_costs, check_exit_outputs
 from .policies import assign_exits
 
 
@@ -34,6 +36,7 @@ def cumulative_accuracy(exit_outputs, target):
 
 def exit_histogram(exit_index, num_exits):
     """How many samples took each exit."""
+    integer("num_exits", num_exits, 1)
     return torch.bincount(torch.as_tensor(exit_index).flatten(), minlength=num_exits)
 
 
@@ -55,6 +58,8 @@ class BenefitCurve:
 
 def benefit_curve(exit_outputs, target, exit_madds, make_policy, values):
     """Sweep `make_policy(value)` over values on all-exit outputs (forward() of held-out data)."""
+    check_exit_outputs(exit_outputs)
+    check_exit_costs(exit_madds, len(exit_outputs))
     outputs = torch.stack(list(exit_outputs))  # [exits, N, classes]
     n = target.shape[0]
     curve = BenefitCurve([], [], [], [])

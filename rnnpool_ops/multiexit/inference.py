@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checks import check_exit_costs, check_exit_output, decide_checked
+
 
 @dataclass
 class ExitResult:
@@ -29,6 +31,7 @@ def _select(value, keep):
 
 def early_exit_inference(model, x, policy, exit_madds):
     """Run `model` (a MultiExitNetwork) on x under `policy`; exit_madds: cumulative MAdds per exit."""
+    costs = check_exit_costs(exit_madds, model.num_exits)
     n = x.shape[0]
     rows = torch.arange(n, device=x.device)  # original position of each row still running
     state = policy.initial_state(n, x.device)
@@ -40,10 +43,11 @@ def early_exit_inference(model, x, policy, exit_madds):
         for stage in model.stages[first_stage: stage_index + 1]:
             x = stage(x)
         out = head(x)
+        check_exit_output(exit_number, out, rows.shape[0], outputs)
         if exit_number == last_exit:
             stop = torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
         else:
-            stop, state = policy.decide(exit_number, out, state)
+            stop, state = decide_checked(policy, exit_number, out, state)
         if outputs is None:
             outputs = out.new_empty((n, *out.shape[1:]))
         outputs[rows[stop]] = out[stop]
@@ -52,5 +56,5 @@ def early_exit_inference(model, x, policy, exit_madds):
         if not keep.any():
             break
         x, rows, state = _select(x, keep), rows[keep], _select(state, keep)
-    madds = torch.as_tensor(exit_madds, dtype=torch.float64, device=rows.device)[exit_index]
+    madds = torch.as_tensor(costs, dtype=torch.float64, device=rows.device)[exit_index]
     return ExitResult(outputs, exit_index, madds)

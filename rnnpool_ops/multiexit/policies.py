@@ -19,6 +19,9 @@ from numbers import Real
 
 import torch
 
+from .. import _validate
+from ._checks import check_exit_costs, check_exit_outputs, decide_checked
+
 
 class ExitPolicy:
     """Base class: no state."""
@@ -30,20 +33,26 @@ class ExitPolicy:
         raise NotImplementedError
 
 
-def _thresholds(threshold):
-    if isinstance(threshold, Real):
-        return float(threshold)
-    values = tuple(float(t) for t in threshold)
-    if not values:
-        raise ValueError("threshold must be a number or a non-empty sequence of per-exit numbers")
-    return values
-
-
 class _ConfidencePolicy(ExitPolicy):
-    """Stop where a per-sample confidence score passes a threshold (one number, or one per exit)."""
+    """Stop where a per-sample confidence score passes a threshold (one number, or one per exit).
+
+    THRESHOLDS: the range a threshold must lie in (keywords of _validate.real).
+    """
 
     def __init__(self, threshold):
-        self.threshold = _thresholds(threshold)
+        self.threshold = self._thresholds(threshold)
+
+    @classmethod
+    def _thresholds(cls, threshold):
+        if isinstance(threshold, Real) and not isinstance(threshold, bool):
+            return _validate.real("threshold", threshold, **cls.THRESHOLDS)
+        if isinstance(threshold, (str, bytes)) or not hasattr(threshold, "__iter__"):
+            raise TypeError(f"threshold must be a number or a sequence of per-exit numbers, got "
+                            f"{type(threshold).__name__} {threshold!r}")
+        values = tuple(_validate.real(f"threshold[{j}]", t, **cls.THRESHOLDS) for j, t in enumerate(threshold))
+        if not values:
+            raise ValueError("threshold must be a number or a non-empty sequence of per-exit numbers")
+        return values
 
     def threshold_at(self, exit_index):
         if isinstance(self.threshold, float):
@@ -57,7 +66,12 @@ class _ConfidencePolicy(ExitPolicy):
 
 
 class MaxSoftmaxPolicy(_ConfidencePolicy):
-    """Stop when max softmax >= threshold: SDN's confidence, T-RECX eq. 1 (rho)."""
+    """Stop when max softmax >= threshold: SDN's confidence, T-RECX eq. 1 (rho).
+
+    threshold in [0, 1], or math.inf: never stop there.
+    """
+
+    THRESHOLDS = dict(low=0.0, high=1.0, infinite=(math.inf,))
 
     @staticmethod
     def score(output):
@@ -69,7 +83,12 @@ class MaxSoftmaxPolicy(_ConfidencePolicy):
 
 
 class EntropyPolicy(_ConfidencePolicy):
-    """Stop when the softmax entropy (nats) < threshold: BranchyNet, DDI's uncertainty threshold T."""
+    """Stop when the softmax entropy (nats) < threshold: BranchyNet, DDI's uncertainty threshold T.
+
+    threshold >= 0 (0: never stop there), or math.inf: always.
+    """
+
+    THRESHOLDS = dict(low=0.0, infinite=(math.inf,))
 
     @staticmethod
     def score(output):
@@ -81,12 +100,6 @@ class EntropyPolicy(_ConfidencePolicy):
         return score < threshold
 
 
-def _check_count(k):
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int (consecutive unchanged exits), got {k!r}")
-    return k
-
-
 class ConsistencyPolicy(ExitPolicy):
     """ReX's consistency-based early exit (CBEE, eq. 10) for classification.
 
@@ -96,7 +109,7 @@ class ConsistencyPolicy(ExitPolicy):
     """
 
     def __init__(self, k):
-        self.k = _check_count(k)
+        self.k = _validate.integer("k", k, 1)
 
     def initial_state(self, batch_size, device):
         return (torch.full((batch_size,), -1, dtype=torch.long, device=device),
@@ -117,10 +130,8 @@ class ConsistencyRegressionPolicy(ExitPolicy):
     """
 
     def __init__(self, k, eta):
-        self.k = _check_count(k)
-        if not isinstance(eta, Real) or not eta > 0:
-            raise ValueError(f"eta must be a positive number, got {eta!r}")
-        self.eta = float(eta)
+        self.k = _validate.integer("k", k, 1)
+        self.eta = _validate.real("eta", eta, 0.0, low_open=True)
 
     def initial_state(self, batch_size, device):
         return (torch.full((batch_size, 0), math.nan, device=device),
@@ -128,7 +139,7 @@ class ConsistencyRegressionPolicy(ExitPolicy):
 
     def decide(self, exit_index, output, state):
         previous, count = state
-        value = output.reshape(output.shape[0], -1)
+        value = output.reshape(output.shape[0], math.prod(output.shape[1:]))  # -1 is ambiguous for 0 rows
         if exit_index == 0:
             same = torch.zeros(value.shape[0], dtype=torch.bool, device=value.device)
         else:
@@ -145,7 +156,10 @@ class HardBudgetPolicy(ExitPolicy):
     """
 
     def __init__(self, exit_madds, budget, policy=None):
-        costs = [float(c) for c in exit_madds]
+        costs = check_exit_costs(exit_madds)
+        budget = _validate.real("budget", budget, 0.0)
+        if policy is not None and not callable(getattr(policy, "decide", None)):
+            raise TypeError(f"policy must be an ExitPolicy or None, got {type(policy).__name__}")
         affordable = [i for i, cost in enumerate(costs) if cost <= budget]
         if not affordable:
             raise ValueError(f"budget {budget} is below the first exit's cost {costs[0]}")
@@ -159,7 +173,7 @@ class HardBudgetPolicy(ExitPolicy):
         if self.policy is None:
             stop = torch.zeros(output.shape[0], dtype=torch.bool, device=output.device)
         else:
-            stop, state = self.policy.decide(exit_index, output, state)
+            stop, state = decide_checked(self.policy, exit_index, output, state)
         if exit_index >= self.last_exit:
             stop = torch.ones_like(stop)
         return stop, state
@@ -171,13 +185,14 @@ def assign_exits(policy, exit_outputs):
     The same decisions early-exit inference makes, computed on the whole batch at once: for sweeping
     a policy over held-out outputs without re-running the network.
     """
+    check_exit_outputs(exit_outputs)
     n = exit_outputs[0].shape[0]
     device = exit_outputs[0].device
     exit_index = torch.full((n,), len(exit_outputs) - 1, dtype=torch.long, device=device)
     running = torch.ones(n, dtype=torch.bool, device=device)
     state = policy.initial_state(n, device)
     for j, output in enumerate(exit_outputs[:-1]):
-        stop, state = policy.decide(j, output, state)
+        stop, state = decide_checked(policy, j, output, state)
         exit_index[running & stop] = j
         running &= ~stop
     return exit_index
@@ -200,13 +215,13 @@ def calibrate_budget(exit_outputs, exit_madds, budget, score="max_softmax"):
     kinds = {"max_softmax": MaxSoftmaxPolicy, "entropy": EntropyPolicy}
     if score not in kinds:
         raise ValueError(f"score must be one of {sorted(kinds)}, got {score!r}")
-    costs = [float(c) for c in exit_madds]
-    if len(costs) != len(exit_outputs):
-        raise ValueError(f"exit_madds has {len(costs)} costs for {len(exit_outputs)} exits")
+    check_exit_outputs(exit_outputs)
+    costs = check_exit_costs(exit_madds, len(exit_outputs))
+    budget = _validate.real("budget", budget, 0.0)
     if budget < costs[0]:
         raise ValueError(f"budget {budget} is below the first exit's cost {costs[0]}")
     kind = kinds[score]
-    never = math.inf if kind is MaxSoftmaxPolicy else -math.inf
+    never = math.inf if kind is MaxSoftmaxPolicy else 0.0  # thresholds no score passes
     if budget >= costs[-1]:
         return kind([never] * (len(costs) - 1))
     low, high = -50.0, 50.0  # log r; expected cost rises with r from costs[0] to costs[-1]
@@ -227,7 +242,8 @@ def calibrate_budget(exit_outputs, exit_madds, budget, score="max_softmax"):
             thresholds.append(never)
             continue
         top = torch.topk(ordered, leaving).indices
+        # Entropy rounds to slightly below 0 for a saturated softmax: thresholds stay >= 0.
         thresholds.append(confidence[top[-1]].item() if kind is MaxSoftmaxPolicy else
-                          math.nextafter(confidence[top[-1]].item(), math.inf))
+                          max(0.0, math.nextafter(confidence[top[-1]].item(), math.inf)))
         running &= ~kind.passes(confidence, thresholds[-1])
     return kind(thresholds)
