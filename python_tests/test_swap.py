@@ -307,3 +307,68 @@ def test_input_size_bound_layer_names_the_swaps_input_shape():
         model(torch.randn(2, 3, 16, 16))
     # The MaxPool2d's replacement (patch 4, stride 2) does not depend on the input size.
     assert model[2](torch.randn(1, 8, 20, 12)).shape == (1, 8, 10, 6)
+
+
+# ---- issue 14, class 5: what swap_pooling replaces by default ----
+
+def test_torchvision_squeeze_excitation_pools_are_skipped_by_default():
+    model, input_shape = tv.mobilenet_v3_small(weights=None, num_classes=10), (3, 64, 64)
+    se_pools = [name for name, m in model.named_modules() if name.endswith("block.1.avgpool")
+                or name.endswith("block.2.avgpool")]
+    assert se_pools and all(isinstance(model.get_submodule(n), nn.AdaptiveAvgPool2d) for n in se_pools)
+    report = swap.swap_pooling(model, input_shape)
+    assert [r.names for r in report.replaced] == [("avgpool",)]
+    skipped = {s.name: s.reason for s in report.skipped}
+    assert sorted(skipped) == sorted(se_pools)
+    assert all("squeeze-excitation pool (inside torchvision SqueezeExcitation" in r for r in skipped.values())
+    assert f"skipped {se_pools[0]}: squeeze-excitation" in str(report)
+    assert run_forward_backward(model, input_shape).shape == (BATCH, 10)
+
+
+class OwnSqueezeExcitation(nn.Module):
+    """Squeeze-excitation written by hand (no torchvision class): x * gate(pool(x))."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc(self.pool(x)))
+
+
+def se_model():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), OwnSqueezeExcitation(8), nn.MaxPool2d(2),
+                         nn.MaxPool2d(3, 1, 1), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 2))
+
+
+def test_squeeze_excitation_pattern_and_non_downsampling_pools_are_skipped_and_listed():
+    model = se_model()
+    report = swap.swap_pooling(model, (3, 8, 8))
+    assert [r.names for r in report.replaced] == [("2",)]
+    assert [s.name for s in report.skipped] == ["1.pool", "3", "4"]
+    reasons = [s.reason for s in report.skipped]
+    assert "squeeze-excitation pool (its output rescales its own input)" in reasons[0]
+    assert reasons[1].startswith("does not downsample (4x4 -> 4x4)")  # a 3x3/s1 pool, as googlenet's
+    assert reasons[2].startswith("does not downsample (4x4 -> 4x4)")  # as alexnet's AdaptiveAvgPool2d(6)
+    assert "skipped 1.pool: squeeze-excitation" in str(report)
+    assert isinstance(model[1].pool, nn.AdaptiveAvgPool2d) and isinstance(model[3], nn.MaxPool2d)
+
+
+def test_options_include_them_and_names_are_obeyed_as_given():
+    model = se_model()
+    report = swap.swap_pooling(model, (3, 8, 8), include_squeeze_excitation=True, include_non_downsampling=True)
+    assert [r.names[0] for r in report.replaced] == ["1.pool", "2", "3", "4"] and report.skipped == ()
+    model = se_model()
+    report = swap.swap_pooling(model, (3, 8, 8), names=["1.pool", "4"])
+    assert [r.names[0] for r in report.replaced] == ["1.pool", "4"] and report.skipped == ()
+    assert isinstance(model[1].pool, RNNPool2d) and isinstance(model[4], RNNPool2d)
+    assert run_forward_backward(model, (3, 8, 8)).shape == (BATCH, 2)
+
+
+def test_nothing_left_to_replace_lists_the_skipped_pools():
+    with pytest.raises(ValueError, match=r"no pooling layer to replace: pool: one module runs at 2 call sites"):
+        swap.swap_pooling(TutorialNet(), (3, 32, 32))
+    unused = nn.Conv2d(3, 4, 1)
+    unused.pool = nn.MaxPool2d(2)  # registered, never called
+    with pytest.raises(ValueError, match=r"no pooling layer to replace: pool: it does not run in the model's forward"):
+        swap.swap_pooling(unused, (3, 8, 8))

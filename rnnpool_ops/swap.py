@@ -8,10 +8,14 @@
 All of them change the model in place; the first three return a SwapReport.
 """
 
+import contextlib
+import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from . import analysis, edgeml, functional
 from .layers import ReX2d, RNNPool2d, _PatchSweep2d
@@ -34,6 +38,14 @@ class Replacement:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """Pooling layer `name` was left in place, for `reason`."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class SwapReport:
     """What a swap replaced and its cost change for one sample (analysis module conventions).
 
@@ -47,6 +59,7 @@ class SwapReport:
     madds_after: int = None
     peak_ram_before: int = None
     peak_ram_after: int = None
+    skipped: tuple = ()
 
     @property
     def parameters_change(self):
@@ -62,6 +75,7 @@ class SwapReport:
 
     def __str__(self):
         lines = [f"{', '.join(r.names)}: {r.before} -> {r.after}" for r in self.replaced]
+        lines += [f"skipped {s.name}: {s.reason}" for s in self.skipped]
         for label, unit in (("parameters", ""), ("madds", ""), ("peak_ram", " B")):
             before, after = getattr(self, f"{label}_before"), getattr(self, f"{label}_after")
             if before is not None:
@@ -69,17 +83,24 @@ class SwapReport:
         return "\n".join(lines)
 
 
-def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto", **layer_options):
+def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto", include_squeeze_excitation=False,
+                 include_non_downsampling=False, **layer_options):
     """Replace pooling layers (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d) by RNNPool2d/ReX2d.
 
     input_shape (C, H, W) of one sample is traced once to find each layer's input and output size.
-    names: the pooling layers to replace (default: all of them). Each new layer has hidden1 = C/4
-    and hidden2 = C/4 (RNNPool) or C/8 (ReX), so its output has the C channels the pooling layer
-    kept; where C is not divisible so, a 1x1 convolution restores C. A layer pooling to 1x1 sweeps
-    the whole map as one patch (F.1.2); others use patch 4, stride 2 with the padding that keeps the
-    output size (F.1.3), or else tile the input with patch = stride = input / output size.
-    An adaptive pool's replacement fits the traced map size only and refuses others.
-    layer_options go to the layer (cell, gate, update, ...).
+    names: the pooling layers to replace, obeyed as given. By default every pooling layer except
+    - squeeze-excitation pools (inside torchvision's SqueezeExcitation, or whose output is seen to
+      rescale their own input, x * gate(pool(x))), unless include_squeeze_excitation;
+    - pools that do not downsample (output map as large as the input), which would become per-pixel
+      RNNs rather than pooling, unless include_non_downsampling;
+    - pools that cannot be replaced (not run, run at several call sites, no matching sweep).
+    The report lists each skipped pool and why; with names, a pool that cannot be replaced is an error.
+    Each new layer has hidden1 = C/4 and hidden2 = C/4 (RNNPool) or C/8 (ReX), so its output has
+    the C channels the pooling layer kept; where C is not divisible so, a 1x1 convolution restores
+    C. A layer pooling to 1x1 sweeps the whole map as one patch (F.1.2); others use patch 4,
+    stride 2 with the padding that keeps the output size (F.1.3), or else tile the input with
+    patch = stride = input / output size. An adaptive pool's replacement fits the traced map size
+    only and refuses others. layer_options go to the layer (cell, gate, update, ...).
     Atomic: on any error the model is left as it was.
     """
     _check_kind(kind)
@@ -91,20 +112,127 @@ def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto",
     if not pools:
         raise ValueError("model has no nn.AvgPool2d, nn.MaxPool2d or nn.AdaptiveAvgPool2d module to replace "
                          "(pooling done with torch.nn.functional is not seen)")
-    shapes = _io_shapes(model, pools, input_shape)
+    watch = _RescaleWatch()
+    calls = _call_shapes(model, pools, input_shape, watch)
+    default_skips = {"squeeze_excitation": not include_squeeze_excitation,
+                     "non_downsampling": not include_non_downsampling}
+    squeeze_excitation = _squeeze_excitation_pools(model, pools, watch.rescaling)
     before = _costs(model, input_shape)
     dtype, device = analysis.model_dtype_device(model)
-    layers, replaced = {}, []
+    layers, replaced, skipped = {}, [], []
     for name, pool in pools.items():
-        (channels, *in_size), (_, *out_size) = shapes[name]
-        geometry = _sweep_geometry(name, tuple(in_size), tuple(out_size))
-        layer = _matching_sweep(kind, channels, geometry, backend, layer_options).to(device, dtype)
-        if isinstance(pool, nn.AdaptiveAvgPool2d):  # its output size does not follow the input's
-            _sweep_of(layer).fix_input_size(in_size, f"swap_pooling built this layer for input_shape "
-                                                     f"{input_shape} to replace {name} ({type(pool).__name__})")
-        layers[name] = layer.train(pool.training)
-        replaced.append(Replacement((name,), repr(pool), repr(layer)))
-    return _replace(model, layers, input_shape, before, replaced)
+        sites = calls.get(name, [])
+        reason, geometry = _cannot_replace(sites)
+        if reason is None and names is None:
+            reason = _skipped_by_default(name, sites, squeeze_excitation, default_skips)
+        if reason is not None:
+            if names is not None:
+                raise ValueError(f"{name}: {reason}; leave it out of names")
+            skipped.append(Skipped(name, reason))
+            continue
+        layers[name] = _replacement(kind, sites[0], geometry, backend, layer_options, pool,
+                                    f"swap_pooling built this layer for input_shape {input_shape} to replace "
+                                    f"{name} ({type(pool).__name__})").to(device, dtype)
+        replaced.append(Replacement((name,), repr(pool), repr(layers[name])))
+    if not layers:
+        raise ValueError("no pooling layer to replace: " + "; ".join(f"{s.name}: {s.reason}" for s in skipped))
+    return _replace(model, layers, input_shape, before, replaced, skipped=skipped)
+
+
+def _cannot_replace(sites):
+    """(why no sweep can replace a pool run at `sites`, None) or (None, the sweep's geometry)."""
+    if not sites:
+        return "it does not run in the model's forward pass", None
+    if len(sites) > 1:
+        return _shared_reason(sites), None
+    (_, *in_size), (_, *out_size) = sites[0]
+    geometry = _sweep_geometry(tuple(in_size), tuple(out_size))
+    if geometry is None:
+        return f"no sweep maps its input size {in_size} to its output size {out_size}", None
+    return None, geometry
+
+
+def _skipped_by_default(name, sites, squeeze_excitation, default_skips):
+    """Why swap_pooling leaves this pool alone unless asked (None: it does not)."""
+    (_, *in_size), (_, *out_size) = sites[0]
+    if default_skips["squeeze_excitation"] and name in squeeze_excitation:
+        return (f"squeeze-excitation pool ({squeeze_excitation[name]}), not pooling between stages; "
+                "include_squeeze_excitation=True replaces it")
+    if default_skips["non_downsampling"] and in_size == out_size:
+        return (f"does not downsample ({in_size[0]}x{in_size[1]} -> {out_size[0]}x{out_size[1]}): its sweep would "
+                "be a per-pixel RNN; include_non_downsampling=True replaces it")
+    return None
+
+
+def _squeeze_excitation_pools(model, pools, rescaling):
+    """{pool name: how it was recognised} for squeeze-excitation pools: inside a torchvision
+    SqueezeExcitation (torchvision is not imported for this: a model holding one has imported it), or
+    seen rescaling their own input in the trace."""
+    found = {name: "its output rescales its own input" for name in rescaling}
+    se_class = getattr(sys.modules.get("torchvision.ops.misc"), "SqueezeExcitation", None)
+    if se_class is not None:
+        for scope, module in model.named_modules():
+            if isinstance(module, se_class):
+                found.update({name: f"inside torchvision SqueezeExcitation {scope}" for name in pools
+                              if name.startswith(f"{scope}.")})
+    return found
+
+
+class _RescaleWatch(TorchFunctionMode):
+    """Sees which pools' outputs multiply the pools' own inputs within a few operations, the pattern of
+    squeeze-excitation: x * gate(pool(x)).
+
+    Tensors derived from a pool's output are followed for HOPS operations (enough for an SE gate,
+    and it bounds what the watch holds).
+    """
+
+    HOPS = 12
+    PRODUCTS = {"mul", "mul_", "multiply", "__mul__", "__rmul__", "__imul__"}
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = {}  # pool name: the tensor it last took
+        self.derived = {}  # id(tensor): (tensor, {pool name: operations since that pool})
+        self.rescaling = set()
+
+    def pool_ran(self, name, inputs, output):
+        self.inputs[name] = inputs[0]
+        self._mark(output, {name: 0})
+
+    def _mark(self, value, sources):
+        for tensor in tree_leaves(value):
+            if isinstance(tensor, torch.Tensor):
+                self.derived[id(tensor)] = (tensor, sources)
+
+    def _sources(self, tensors):
+        sources = {}
+        for tensor in tensors:
+            held, hops = self.derived.get(id(tensor), (None, {}))
+            if held is tensor:  # the id is not that of a freed tensor
+                for name, count in hops.items():
+                    if count < self.HOPS:
+                        sources[name] = min(count + 1, sources.get(name, count + 1))
+        return sources
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        sources = self._sources(tensors)
+        if sources:
+            if getattr(func, "__name__", "") in self.PRODUCTS:
+                self.rescaling.update(name for name in sources if any(t is self.inputs[name] for t in tensors))
+            self._mark(result, sources)
+        return result
+
+
+def _replacement(kind, site, geometry, backend, layer_options, pool, origin):
+    """The sweep replacing `pool`, run once at `site` (input shape, output shape), in the pool's mode."""
+    channels, *in_size = site[0]
+    layer = _matching_sweep(kind, channels, geometry, backend, layer_options)
+    if isinstance(pool, nn.AdaptiveAvgPool2d):  # its output size does not follow the input's
+        _sweep_of(layer).fix_input_size(in_size, origin)
+    return layer.train(pool.training)
 
 
 def replace_blocks(model, names, layer, input_shape):
@@ -184,22 +312,21 @@ def set_backend(model, backend):
     return names
 
 
-def _sweep_geometry(name, in_size, out_size):
-    """(kernel_size, stride, padding) of a sweep mapping in_size to out_size, both (H, W)."""
+def _sweep_geometry(in_size, out_size):
+    """(kernel_size, stride, padding) of a sweep mapping in_size to out_size, both (H, W); None if none."""
     if out_size == (1, 1):
         return in_size, in_size, (0, 0)
-    per_dimension = [_dimension_geometry(name, i, o) for i, o in zip(in_size, out_size)]
-    return tuple(zip(*per_dimension))
+    per_dimension = [_dimension_geometry(i, o) for i, o in zip(in_size, out_size)]
+    return None if None in per_dimension else tuple(zip(*per_dimension))
 
 
-def _dimension_geometry(name, size_in, size_out):
+def _dimension_geometry(size_in, size_out):
     for padding in range(INTERMEDIATE_PATCH // 2 + 1):
         if (size_in + 2 * padding - INTERMEDIATE_PATCH) // INTERMEDIATE_STRIDE + 1 == size_out:
             return INTERMEDIATE_PATCH, INTERMEDIATE_STRIDE, padding
-    if size_in % size_out == 0:
+    if size_out and size_in % size_out == 0:
         return size_in // size_out, size_in // size_out, 0
-    raise ValueError(f"no sweep maps {name}'s input size {size_in} to its output size {size_out}: "
-                     "leave it out of names")
+    return None
 
 
 def _matching_sweep(kind, channels, geometry, backend, layer_options):
@@ -211,19 +338,22 @@ def _matching_sweep(kind, channels, geometry, backend, layer_options):
     return nn.Sequential(sweep, nn.Conv2d(sweep.out_channels, channels, 1))
 
 
-def _call_shapes(model, modules, input_shape):
+def _call_shapes(model, modules, input_shape, watch=None):
     """{name: [(input shape, output shape) of each call]} of one zero sample, in the order the modules
-    first run."""
+    first run; a _RescaleWatch, if given, sees the run and each call."""
     calls = {}
 
     def record(name):
         def hook(module, inputs, output):  # returns None: a forward hook's return value replaces the output
             calls.setdefault(name, []).append((tuple(inputs[0].shape[1:]), tuple(output.shape[1:])))
+            if watch is not None:
+                watch.pool_ran(name, inputs, output)
         return hook
 
     hooks = [module.register_forward_hook(record(name)) for name, module in modules.items()]
     try:
-        analysis.run_sample(model, input_shape)
+        with watch if watch is not None else contextlib.nullcontext():
+            analysis.run_sample(model, input_shape)
     finally:
         for hook in hooks:
             hook.remove()
@@ -253,14 +383,14 @@ def _sweep_of(layer):
     return layer[0] if isinstance(layer, nn.Sequential) else layer
 
 
-def _replace(model, modules, input_shape, before, replaced, hint=""):
+def _replace(model, modules, input_shape, before, replaced, hint="", skipped=()):
     """Put modules {name: module} into model and report; if that fails, or the changed model does not
     run on input_shape, put every original back and raise."""
     originals = {name: model.get_submodule(name) for name in modules}
     try:
         for name, module in modules.items():
             _set_module(model, name, module)
-        return _report(model, input_shape, before, replaced)
+        return _report(model, input_shape, before, replaced, skipped)
     except Exception as error:
         for name, module in originals.items():
             _set_module(model, name, module)
@@ -276,9 +406,9 @@ def _costs(model, input_shape):
     return parameters, analysis.multiply_adds(model, input_shape), analysis.peak_ram_bytes(model, input_shape)
 
 
-def _report(model, input_shape, before, replaced):
+def _report(model, input_shape, before, replaced, skipped=()):
     after = _costs(model, input_shape)
-    return SwapReport(tuple(replaced), before[0], after[0], before[1], after[1], before[2], after[2])
+    return SwapReport(tuple(replaced), before[0], after[0], before[1], after[1], before[2], after[2], tuple(skipped))
 
 
 def _select(modules, names, what):
