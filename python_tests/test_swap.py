@@ -1,7 +1,9 @@
+import types
+
 import pytest
 import torch
 import torch.nn.functional as F
-from edgeml_cases import CHANNELS, edgeml_rnnpool, edgeml_state_dict
+from edgeml_cases import CHANNELS, HIDDEN2, edgeml_rnnpool, edgeml_state_dict
 from torch import nn
 from torchvision import models as tv
 
@@ -139,6 +141,7 @@ class FakeEdgeMLRNNPool(nn.Module):
     def __init__(self, state_dict, patch, stride):
         super().__init__()
         self.patch, self.stride = patch, stride
+        self.nRows = self.nCols = patch  # EdgeML's RNNPool(nRows, nCols, ...) keeps its patch size so
         for module, bidirectional in (("cell_rnn", False), ("cell_bidirrnn", True)):
             prefix = f"{module}.cell."
             cell = FakeEdgeMLCell({k[len(prefix):]: t for k, t in state_dict.items() if k.startswith(prefix)})
@@ -152,6 +155,13 @@ class FakeEdgeMLRNNPool(nn.Module):
         patches = F.unfold(x, self.patch, stride=self.stride).transpose(1, 2).reshape(-1, channels, self.patch,
                                                                                       self.patch)
         return edgeml_rnnpool(self.state_dict(), patches).view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+class EdgeMLSignatureRNNPool(FakeEdgeMLRNNPool):
+    """EdgeML's own calling convention: forward(patches [P*B, C, k, k], batch_size) -> [P*B, 4*h2]."""
+
+    def forward(self, inputs, batch_size):
+        return edgeml_rnnpool(self.state_dict(), inputs)
 
 
 def edgeml_model(patch, stride):
@@ -372,3 +382,116 @@ def test_nothing_left_to_replace_lists_the_skipped_pools():
     unused.pool = nn.MaxPool2d(2)  # registered, never called
     with pytest.raises(ValueError, match=r"no pooling layer to replace: pool: it does not run in the model's forward"):
         swap.swap_pooling(unused, (3, 8, 8))
+
+
+# ---- issue 14, class 6: EdgeML conversion ----
+
+def two_rnnpool_model():
+    """EdgeML's model_mobilenet_2rnnpool in small: a 4x4/stride-2 RNNPool, then a final one reading its
+    3x3 map as one patch (EdgeML's RNNPool(7, 7, ...) at the end)."""
+    return nn.Sequential(
+        nn.Conv2d(CHANNELS, CHANNELS, 1), FakeEdgeMLRNNPool(edgeml_state_dict(), 4, 2),
+        nn.Conv2d(4 * HIDDEN2, CHANNELS, 1), FakeEdgeMLRNNPool(edgeml_state_dict(seed=1), 3, 1), nn.Flatten(),
+    ).double()
+
+
+def test_each_edgeml_module_keeps_its_own_patch_size():
+    model, input_shape = two_rnnpool_model(), (CHANNELS, 8, 8)
+    x = torch.randn(BATCH, *input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    expected = model(x)
+    saved = snapshot(model)
+    with pytest.raises(ValueError, match=r"kernel_size 4 for 3 disagrees with its own nRows x nCols = 3 x 3"):
+        swap.convert_edgeml_modules(model, 4, 2)
+    assert_unchanged(model, saved)
+    report = swap.convert_edgeml_modules(model, stride={"1": 2}, input_shape=input_shape, backend="reference")
+    assert (model[1].kernel_size, model[1].stride, model[3].kernel_size, model[3].stride) == ((4, 4), (2, 2),
+                                                                                              (3, 3), (3, 3))
+    torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
+    assert [r.names for r in report.replaced] == [("1",), ("3",)]
+
+
+def test_edgeml_geometry_arguments_are_checked():
+    model = two_rnnpool_model()
+    with pytest.raises(ValueError, match=r"stride names \['pool'\], which are not EdgeML RNNPool modules; those are "
+                                         r"\['1', '3'\]"):
+        swap.convert_edgeml_modules(model, stride={"pool": 2})
+    holder = nn.Sequential(nn.Identity(), EdgeMLSignatureRNNPool(edgeml_state_dict(), 4, 2))
+    del holder[1].nRows
+    with pytest.raises(ValueError, match="kernel_size is needed for 1: it has no nRows/nCols"):
+        swap.convert_edgeml_modules(holder)
+    with pytest.raises(ValueError, match="kernel_size is needed for backbone.pool: a state dict holds no patch size"):
+        swap.edgeml_layers(edgeml_state_dict(prefix="backbone.pool."), None)
+
+
+def test_edgeml_training_checkpoint_is_unwrapped():
+    state_dict = {f"module.{key}": t for key, t in two_rnnpool_model().state_dict().items()}
+    layers = swap.edgeml_layers({"model": state_dict, "epoch": 7}, {"1": 4, "3": 3}, stride={"1": 2})
+    assert list(layers) == ["1", "3"] and layers["3"].kernel_size == (3, 3) and layers["1"].stride == (2, 2)
+    layer = RNNPool2d.from_edgeml({"model": state_dict, "epoch": 7}, 4, 2, prefix="1.")
+    assert torch.equal(layer.rnn1.W, layers["1"].rnn1.W)
+    with pytest.raises(ValueError, match=r"no EdgeML RNNPool found .*the keys are: 'net', 'epoch'"):
+        swap.edgeml_layers({"net": state_dict, "epoch": 7}, 4)
+
+
+def test_from_edgeml_lists_the_prefixes_present():
+    state_dict = two_rnnpool_model().state_dict()
+    with pytest.raises(ValueError, match=r"no EdgeML RNNPool under prefix '': the state dict holds EdgeML RNNPools "
+                                         r"under prefixes \['1.', '3.'\]"):
+        RNNPool2d.from_edgeml(state_dict, 4)
+    with pytest.raises(ValueError, match=r"no EdgeML RNNPool under prefix 'pool.'.*prefixes \['1.', '3.'\]"):
+        RNNPool2d.from_edgeml(state_dict, 4, prefix="pool.")
+
+
+class EdgeMLVWWStyle(nn.Module):
+    """EdgeML's Visual Wake Words model (model_mobilenet_rnnpool.py) in small: its forward cuts the
+    patches, runs EdgeML's RNNPool on them, folds the result back into a map and pads it by one."""
+
+    def __init__(self):
+        super().__init__()
+        self.features_init = nn.Conv2d(3, CHANNELS, 3, 2, 1)
+        self.unfold = nn.Unfold(kernel_size=(4, 4), stride=(2, 2))
+        self.rnn_model = EdgeMLSignatureRNNPool(edgeml_state_dict(), 4, 2)
+        self.fold = nn.Fold(kernel_size=(1, 1), output_size=(4, 4))
+        self.features = nn.Conv2d(4 * HIDDEN2, 6, 1)
+        self.classifier = nn.Linear(6, 2)
+
+    def forward(self, x):
+        batch_size = x.shape[0]
+        x = self.features_init(x)
+        patches = self.unfold(x)
+        patches = torch.cat(torch.unbind(patches, dim=2), dim=0)
+        patches = torch.reshape(patches, (-1, CHANNELS, 4, 4))
+        output_x, output_y = (x.shape[2] - 4) // 2 + 1, (x.shape[3] - 4) // 2 + 1
+        rnn_x = self.rnn_model(patches, int(batch_size) * output_x * output_y)
+        x = torch.stack(torch.split(rnn_x, split_size_or_sections=int(batch_size), dim=0), dim=2)
+        x = self.fold(x)
+        x = F.pad(x, (0, 1, 0, 1), mode="replicate")
+        x = self.features(x)
+        return self.classifier(x.mean([2, 3]))
+
+
+def adapted_forward(self, x):
+    """docs/edgeml.md's adaptation: the fused layer takes the map (no unfold, no fold); the pad stays."""
+    x = self.features_init(x)
+    x = self.rnn_model(x)
+    x = F.pad(x, (0, 1, 0, 1), mode="replicate")
+    x = self.features(x)
+    return self.classifier(x.mean([2, 3]))
+
+
+def test_worked_example_adapting_an_edgeml_forward():
+    model, input_shape = EdgeMLVWWStyle().double(), (3, 22, 22)
+    x = torch.randn(BATCH, *input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    expected = model(x)
+    saved = snapshot(model)
+    # The converted layer cannot take the patches this forward cuts: refused, the model as it was.
+    with pytest.raises(ValueError, match=r"does not run on input_shape \(3, 22, 22\).*unchanged.*adapt the model's "
+                                         r"forward \(docs/edgeml.md\)"):
+        swap.convert_edgeml_modules(model, stride=2, input_shape=input_shape)
+    assert_unchanged(model, saved)
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+
+    swap.convert_edgeml_modules(model, stride=2, backend="reference")
+    model.forward = types.MethodType(adapted_forward, model)
+    torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
+    assert analysis.multiply_adds(model, input_shape) > 0

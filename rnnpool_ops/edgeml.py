@@ -5,6 +5,8 @@ run both ways). Its cells compute x @ W + h @ U with W [in, h], U [h, h], biases
 nu [1, 1]; ours compute W x + U h with W [h, in], U [h, h], biases [h] and zeta, nu [1].
 """
 
+from collections.abc import Mapping
+
 import torch
 
 _OUR_NAMES = {"cell_rnn": "rnn1", "cell_bidirrnn": "rnn2"}
@@ -48,6 +50,32 @@ def find_edgeml_rnnpool_prefixes(state_dict):
     return sorted(prefixes)
 
 
+def unwrap_checkpoint(checkpoint):
+    """The state dict in `checkpoint`, a state dict or what EdgeML's training scripts save,
+    {'model': state dict, 'epoch': ...}; DataParallel's 'module.' key prefix is removed."""
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"state_dict must be a mapping of tensors (or a checkpoint holding one), got "
+                        f"{type(checkpoint).__name__}")
+    state = checkpoint
+    if not any(isinstance(value, torch.Tensor) for value in state.values()):
+        inner = [state[key] for key in ("model", "state_dict") if isinstance(state.get(key), Mapping)]
+        state = inner[0] if inner else state
+    if state and all(isinstance(key, str) and key.startswith("module.") for key in state):
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return state
+
+
+def require_edgeml_rnnpool_prefixes(state_dict):
+    """find_edgeml_rnnpool_prefixes, raising (naming the keys found) where there is none."""
+    prefixes = find_edgeml_rnnpool_prefixes(state_dict)
+    if not prefixes:
+        keys = list(state_dict)
+        shown = ", ".join(repr(key) for key in keys[:8]) + (f", ... ({len(keys)} keys)" if len(keys) > 8 else "")
+        raise ValueError(f"no EdgeML RNNPool found (keys <prefix>{_MARKER} and <prefix>cell_bidirrnn.{_MAIN_SCOPE}."
+                         f"bias_gate); the keys are: {shown or 'none'}")
+    return prefixes
+
+
 def convert_rnnpool_state_dict(state_dict, prefix=""):
     """Convert EdgeML RNNPool tensors under `prefix` to keys rnn1.{W, U, bias_gate, bias_update,
     zeta, nu} and rnn2.{...} in this package's FastGRNNCell layouts.
@@ -55,6 +83,10 @@ def convert_rnnpool_state_dict(state_dict, prefix=""):
     With a prefix, keys outside it are ignored (the rest of a larger model); every key under it
     must belong to the RNNPool. Alias keys must hold the same values as the main ones.
     """
+    if not any(key.startswith(f"{prefix}{module}.") for key in state_dict for module in _OUR_NAMES):
+        found = find_edgeml_rnnpool_prefixes(state_dict)
+        raise ValueError(f"no EdgeML RNNPool under prefix {prefix!r}: the state dict holds "
+                         + (f"EdgeML RNNPools under prefixes {found}" if found else "no EdgeML RNNPool"))
     cells = {module: {} for module in _OUR_NAMES}
     aliases = []
     for key, tensor in state_dict.items():

@@ -83,7 +83,9 @@ class RNNPool2d(_PatchSweep2d):
 
         EdgeML's module takes already-unfolded patches, so the patch size and stride its model used
         must be given here. gate/update are the nonlinearities the EdgeML cells were built with.
+        state_dict may be a training checkpoint ({'model': state dict, ...}, 'module.' keys).
         """
+        state_dict = edgeml.unwrap_checkpoint(state_dict)
         in_channels, hidden1, hidden2 = edgeml.edgeml_rnnpool_sizes(state_dict, prefix)
         converted = edgeml.convert_rnnpool_state_dict(state_dict, prefix)
         layer = cls(in_channels, hidden1, hidden2, kernel_size, stride, padding, "fastgrnn", gate, update, backend)

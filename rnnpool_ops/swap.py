@@ -10,6 +10,7 @@ All of them change the model in place; the first three return a SwapReport.
 
 import contextlib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from . import analysis, edgeml, functional
+from . import _validate, analysis, edgeml, functional
 from .layers import ReX2d, RNNPool2d, _PatchSweep2d
 
 KINDS = {"rnnpool": RNNPool2d, "rex": ReX2d}
@@ -263,37 +264,82 @@ def replace_blocks(model, names, layer, input_shape):
 
 
 def edgeml_layers(state_dict, kernel_size, stride=None, padding=0, **from_edgeml_options):
-    """{module name: RNNPool2d} for every EdgeML RNNPool found in a state dict (docs/spec.md section 4).
+    """{module name: RNNPool2d} for every EdgeML RNNPool found in a state dict (docs/edgeml.md).
 
-    EdgeML's module takes patches cut out by its caller, so their size and stride must be given.
-    from_edgeml_options: gate, update, backend (see RNNPool2d.from_edgeml).
+    state_dict may be a training checkpoint as EdgeML's scripts save it ({'model': state dict,
+    'epoch': ...}, DataParallel's 'module.' keys); names are given without 'module.'. A state dict
+    holds no module to read a patch size from, so kernel_size is required. kernel_size, stride and
+    padding: one value for every RNNPool, or a mapping {module name: value} (stride: default the
+    kernel size, padding: default 0). from_edgeml_options: gate, update, backend (RNNPool2d.from_edgeml).
     """
-    return {prefix[:-1]: RNNPool2d.from_edgeml(state_dict, kernel_size, stride, padding, prefix=prefix,
-                                               **from_edgeml_options)
-            for prefix in edgeml.find_edgeml_rnnpool_prefixes(state_dict)}
+    state_dict = edgeml.unwrap_checkpoint(state_dict)
+    names = [prefix[:-1] for prefix in edgeml.require_edgeml_rnnpool_prefixes(state_dict)]
+    geometry = _edgeml_geometry(names, dict.fromkeys(names), kernel_size, stride, padding)
+    return {name: RNNPool2d.from_edgeml(state_dict, *geometry[name], prefix=f"{name}." if name else "",
+                                        **from_edgeml_options)
+            for name in names}
 
 
-def convert_edgeml_modules(model, kernel_size, stride=None, padding=0, input_shape=None, **from_edgeml_options):
+def convert_edgeml_modules(model, kernel_size=None, stride=None, padding=0, input_shape=None, **from_edgeml_options):
     """Replace every EdgeML RNNPool submodule of `model` by an RNNPool2d with its weights.
 
-    The fused layer takes the feature map itself: a caller that cut patches out for EdgeML's module
-    must pass the map instead. input_shape (C, H, W), if given, adds MAdds and peak RAM to the report.
+    Each module's patch size is its own nRows x nCols; kernel_size (one value, or a mapping {module
+    name: value}) is needed only for modules without them, and must agree with those that have them.
+    stride and padding: one value for every module, or a mapping {module name: value} (stride: default
+    the kernel size, padding: default 0). The fused layer takes the feature map itself: a forward that
+    cut patches out for EdgeML's module must pass the map instead (docs/edgeml.md has a worked example).
+    input_shape (C, H, W), if given, adds MAdds and peak RAM to the report; the model must then run
+    converted. Atomic: on any error the model is left as it was.
     """
     if input_shape is not None:
         input_shape = _check_input_shape(input_shape)
-    layers = edgeml_layers(model.state_dict(), kernel_size, stride, padding, **from_edgeml_options)
-    if not layers:
+    state_dict = model.state_dict()
+    prefixes = edgeml.find_edgeml_rnnpool_prefixes(state_dict)
+    if not prefixes:
         raise ValueError("model has no EdgeML RNNPool submodule (keys cell_rnn.cell.* and cell_bidirrnn.cell.*)")
-    if "" in layers:
+    if "" in prefixes:
         raise ValueError("model is itself an EdgeML RNNPool: build its replacement with RNNPool2d.from_edgeml")
+    modules = {prefix[:-1]: model.get_submodule(prefix[:-1]) for prefix in prefixes}
+    geometry = _edgeml_geometry(list(modules), modules, kernel_size, stride, padding)
+    layers = {name: RNNPool2d.from_edgeml(state_dict, *geometry[name], prefix=f"{name}.", **from_edgeml_options)
+              .train(module.training) for name, module in modules.items()}
     before = _costs(model, input_shape)
-    replaced = [Replacement((name,), type(model.get_submodule(name)).__name__, repr(layer))
-                for name, layer in layers.items()]
-    for name, layer in layers.items():
-        layer.train(model.get_submodule(name).training)
+    replaced = [Replacement((name,), type(modules[name]).__name__, repr(layer)) for name, layer in layers.items()]
     return _replace(model, layers, input_shape, before, replaced,
-                    "a caller that cut patches out for EdgeML's module must pass the feature map instead: adapt "
+                    "a forward that cut patches out for EdgeML's module must pass the feature map instead: adapt "
                     "the model's forward (docs/edgeml.md), then run rnnpool_ops.analysis on it")
+
+
+def _edgeml_geometry(names, modules, kernel_size, stride, padding):
+    """{name: (kernel_size, stride, padding)} of each EdgeML RNNPool; modules: {name: live module or None}."""
+    kernels, strides, paddings = (_per_module(argument, value, names) for argument, value in
+                                  (("kernel_size", kernel_size), ("stride", stride), ("padding", padding)))
+    return {name: (_edgeml_kernel(name, modules[name], kernels.get(name)), strides.get(name), paddings.get(name, 0))
+            for name in names}
+
+
+def _per_module(argument, value, names):
+    """{name: value}: one value for every module, or a mapping of some module names to theirs."""
+    if not isinstance(value, Mapping):
+        return dict.fromkeys(names, value)
+    unknown = [name for name in value if name not in names]
+    if unknown:
+        raise ValueError(f"{argument} names {unknown}, which are not EdgeML RNNPool modules; those are {names}")
+    return dict(value)
+
+
+def _edgeml_kernel(name, module, given):
+    """The patch size of EdgeML RNNPool `name`: its own nRows x nCols, which `given` must agree with."""
+    own = (module.nRows, module.nCols) if hasattr(module, "nRows") and hasattr(module, "nCols") else None
+    if given is None:
+        if own is None:
+            raise ValueError(f"kernel_size is needed for {name or 'the RNNPool'}: "
+                             + ("a state dict holds no patch size" if module is None else "it has no nRows/nCols"))
+        return own
+    if own is not None and _validate.integer_pair(f"kernel_size for {name}", given, 1) != own:
+        raise ValueError(f"kernel_size {given!r} for {name} disagrees with its own nRows x nCols = {own[0]} x {own[1]}, "
+                         "the patch EdgeML's module reads: leave kernel_size out to use each module's own")
+    return given
 
 
 def set_backend(model, backend):
