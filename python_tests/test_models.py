@@ -86,7 +86,7 @@ def test_rex_mobilenetv2_forward_and_rex_heads():
     assert [o.shape for o in outputs] == [(2, 7)] * 6
     with pytest.raises(ValueError, match="head must be one of"):
         rex_mobilenetv2(head="msdnet")
-    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
         mobilenetv2(num_classes=0)
 
 

@@ -77,10 +77,14 @@ def available_cpu_isas():
 def set_cpu_isa(name):
     """Run the CPU kernels with the named ISA build ("auto": the best one); returns the previous name.
 
-    Raises ValueError for a build that is not compiled in or that this CPU cannot run.
+    Raises TypeError for a name that is not a str, ValueError for one that is not "auto" or a build
+    compiled in and runnable on this CPU ("" included: it does not mean "auto").
     """
+    if not isinstance(name, str):
+        raise TypeError(f"set_cpu_isa: name must be a str, 'auto' or one of available_cpu_isas(), got "
+                        f"{type(name).__name__} {name!r}")
     require_extension()
-    return _call_c_api("rnnpool_set_cpu_isa", str(name).encode())
+    return _call_c_api("rnnpool_set_cpu_isa", name.encode())
 
 
 def require_extension():

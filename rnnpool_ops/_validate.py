@@ -45,9 +45,3 @@ def real(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=Fa
         raise ValueError(f"{name} must be a finite number in {interval}{extra}, got {value!r}")
     return number
 
-
-def one_of(name, value, choices):
-    """value, one of `choices` (compared by equality; a non-hashable value is simply not one)."""
-    if not any(value is choice or (type(value) is type(choice) and value == choice) for choice in choices):
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value

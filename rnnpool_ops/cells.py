@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import names
+from . import _validate, names
 from .names import GRU_NONLINEARITIES, PARAMETER_NAMES
 
 
@@ -113,8 +113,9 @@ class FastGRNNCell(nn.Module):
         super().__init__()
         nonlinearity(gate, "gate")
         nonlinearity(update, "update")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
+        self.input_size = _validate.integer("input_size", input_size, 1)
+        self.hidden_size = _validate.integer("hidden_size", hidden_size, 1)
+        zeta_init, nu_init = _validate.real("zeta_init", zeta_init), _validate.real("nu_init", nu_init)
         self.gate_nonlinearity = gate
         self.update_nonlinearity = update
         self.zeta_init = zeta_init

@@ -6,9 +6,8 @@ whole model).
 """
 
 from torch import nn
-from torch.nn.modules.utils import _pair
 
-from . import edgeml, functional
+from . import _validate, edgeml, functional
 from ._checks import VALID_PARTS, output_channels
 from .cells import cell_kind, cell_nonlinearities, cell_parameters, make_cell
 
@@ -21,10 +20,12 @@ class _PatchSweep2d(nn.Module):
             raise ValueError(f"parts must be one of {VALID_PARTS}, got {parts!r}")
         if backend not in functional.BACKENDS:
             raise ValueError(f"backend must be one of {functional.BACKENDS}, got {backend!r}")
-        self.in_channels, self.hidden1, self.hidden2 = in_channels, hidden1, hidden2
-        self.kernel_size = _pair(kernel_size)
-        self.stride = self.kernel_size if stride is None else _pair(stride)
-        self.padding = _pair(padding)
+        self.in_channels, self.hidden1, self.hidden2 = (_validate.integer(name, value, 1) for name, value in
+                                                        (("in_channels", in_channels), ("hidden1", hidden1),
+                                                         ("hidden2", hidden2)))
+        self.kernel_size = _validate.integer_pair("kernel_size", kernel_size, 1)
+        self.stride = self.kernel_size if stride is None else _validate.integer_pair("stride", stride, 1)
+        self.padding = _validate.integer_pair("padding", padding, 0)
         self.parts = parts
         self.backend = backend
         self.fixed_input_size = self.fixed_input_origin = None

@@ -16,7 +16,9 @@ std::string joined(const std::vector<std::string>& names) {
 
 const CpuIsa& find_cpu_isa(const std::string& name, const char* source) {
   const std::vector<CpuIsa>& table = compiled_cpu_isas();
-  if (name == "auto" || name.empty()) {
+  // An empty name is refused like any unknown one: RNNPOOL_CPU_ISA='' is more likely a mistake than
+  // a request for "auto".
+  if (name == "auto") {
     for (const CpuIsa& isa : table)
       if (isa.supported) return isa;
   }

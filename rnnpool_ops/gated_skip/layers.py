@@ -5,8 +5,9 @@ import math
 import torch
 from torch import nn
 
+from .. import _validate
 from . import functional
-from ._checks import normalize_activation
+from ._checks import dilation_pair, normalize_activation
 
 
 class _HardGate(torch.autograd.Function):
@@ -47,16 +48,23 @@ class GatedSkipConv2d(nn.Module):
 
     def __init__(self, channels, kernel_size=3, groups=1, dilation=1, bias=True, activation="relu", backend="auto"):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and >= 1 (shape-keeping padding), got {kernel_size}")
-        if groups < 1 or channels % groups:
+        channels = _validate.integer("channels", channels, 1)
+        kernel_size = _validate.integer_pair("kernel_size", kernel_size, 1)
+        if min(k % 2 for k in kernel_size) == 0:
+            raise ValueError(f"kernel_size must be odd and >= 1 in both dimensions (shape-keeping padding), got "
+                             f"{list(kernel_size)}")
+        groups = _validate.integer("groups", groups, 1)
+        if channels % groups:
             raise ValueError(f"groups ({groups}) must be >= 1 and divide channels ({channels})")
+        dilation_pair(dilation)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
         if backend not in functional.BACKENDS:
             raise ValueError(f"backend must be one of {functional.BACKENDS}, got {backend!r}")
         self.channels, self.kernel_size, self.groups, self.dilation = channels, kernel_size, groups, dilation
         self.activation = normalize_activation(activation)
         self.backend = backend
-        self.weight = nn.Parameter(torch.empty(channels, channels // groups, kernel_size, kernel_size))
+        self.weight = nn.Parameter(torch.empty(channels, channels // groups, *kernel_size))
         self.bias = nn.Parameter(torch.empty(channels)) if bias else None
         self.register_buffer("scale", None)
         self.register_buffer("shift", None)

@@ -24,6 +24,7 @@ Every gated layer records its effective mask m in `last_masks` on each forward, 
 import torch
 from torch import nn
 
+from .._validate import integer
 from ..gated_skip import GatedSkipConv2d, hard_gate
 from ..multiexit import BranchClassifier, MultiExitNetwork
 from .blocks import Classifier, ResidualBlock, conv_bn_act
@@ -122,7 +123,8 @@ def branch_positions(blocks):
 def ddi_resnet(depth=38, num_classes=10):
     """DDI's CIFAR ResNet-`depth` (6n+2) with LSTM layer gates, CNN channel gates, gated-skip convs and
     branch classifiers, as a MultiExitNetwork of 7 exits."""
-    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    integer("num_classes", num_classes, 1)
+    if integer("depth", depth, 8) and (depth - 2) % 6:
         raise ValueError(f"depth must be 6n+2 with n >= 1 (e.g. 38, 74), got {depth!r}")
     n = (depth - 2) // 6
     lstm, head = nn.LSTMCell(GATE_HIDDEN, GATE_HIDDEN), nn.Linear(GATE_HIDDEN, 1)

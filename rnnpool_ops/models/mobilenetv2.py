@@ -14,6 +14,7 @@ The RNNPool/ReX layer pads by 1, so 112 -> 28 as in the tables (EdgeML pads its 
 
 from torch import nn
 
+from .._validate import integer, real
 from ..layers import ReX2d, RNNPool2d
 from ..multiexit import MultiExitNetwork, PatchSweepHead, SDNHead
 from .blocks import Classifier, InvertedResidual, conv_bn_act
@@ -42,16 +43,18 @@ def bottlenecks(settings, in_channels, width_mult):
     return blocks, in_channels
 
 
-def _check_common(num_classes, width_mult):
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if not width_mult > 0:
-        raise ValueError(f"width_mult must be positive, got {width_mult!r}")
+def _check_common(num_classes, width_mult, dropout=0.0, **channels):
+    """The builders' shared arguments; channels: {name: value} of channel and hidden sizes."""
+    integer("num_classes", num_classes, 1)
+    real("width_mult", width_mult, 0.0, low_open=True)
+    real("dropout", dropout, 0.0, 1.0, high_open=True)
+    for name, value in channels.items():
+        integer(name, value, 1)
 
 
 def mobilenetv2(num_classes=10, width_mult=1.0, stem_channels=32, last_channel=1280, dropout=0.2):
     """MobileNetV2 for 224x224 inputs (nn.Sequential: stem, 17 bottlenecks, 1x1 conv, classifier)."""
-    _check_common(num_classes, width_mult)
+    _check_common(num_classes, width_mult, dropout, stem_channels=stem_channels, last_channel=last_channel)
     stem = make_divisible(stem_channels * width_mult) if stem_channels == 32 else stem_channels
     blocks, channels = bottlenecks(BOTTLENECKS, stem, width_mult)
     return nn.Sequential(conv_bn_act(3, stem, 3, 2), *blocks, conv_bn_act(channels, last_channel, 1),
@@ -61,7 +64,8 @@ def mobilenetv2(num_classes=10, width_mult=1.0, stem_channels=32, last_channel=1
 def mobilenetv2_rnnpool(num_classes=10, width_mult=1.0, stem_channels=32, hidden=16, last_channel=1280,
                         dropout=0.2, **rnnpool_options):
     """MobileNetV2-RNNPool (RNNPool Table 10): stem, RNNPool(patch 6, stride 4), bottlenecks from c=64."""
-    _check_common(num_classes, width_mult)
+    _check_common(num_classes, width_mult, dropout, stem_channels=stem_channels, hidden=hidden,
+                  last_channel=last_channel)
     pool = RNNPool2d(stem_channels, hidden, hidden, kernel_size=6, stride=4, padding=1, **rnnpool_options)
     blocks, channels = bottlenecks(AFTER_POOL, pool.out_channels, width_mult)
     return nn.Sequential(conv_bn_act(3, stem_channels, 3, 2), pool, *blocks, conv_bn_act(channels, last_channel, 1),
@@ -90,7 +94,9 @@ def rex_mobilenetv2(num_classes=1000, head="sdn", hidden1=16, hidden2=8, input_s
     internal classifier's feature reduction, h1 = 16, h2 = 8). input_size: the side of the square input
     the SDN / ReX heads are sized for.
     """
-    _check_common(num_classes, 1.0)
+    _check_common(num_classes, 1.0, hidden1=hidden1, hidden2=hidden2)
+    if integer("input_size", input_size, 1) < 32:  # the stem, the ReX layer and four stride-2 blocks
+        raise ValueError(f"input_size must be at least 32 (the network downsamples 32 times), got {input_size}")
     heads = {"sdn", "rex"}
     if head not in heads:
         raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")

@@ -13,12 +13,14 @@ early view keeps all 64 channels (the release flattens 32 of them after a Keras 
 
 from torch import nn
 
+from .._validate import integer
 from ..multiexit import EarlyViewClassifier, MultiExitNetwork, TRecXExitHead
 from .blocks import ResidualBlock, conv_bn_act, depthwise_separable
 
 
 def resnet8_trecx(num_classes=10):
     """ResNet-8 for 32x32 CIFAR-10 with T-RECX's exit after the first residual stack."""
+    integer("num_classes", num_classes, 1)
     stem = conv_bn_act(3, 16, 3, activation=nn.ReLU)
     early = nn.Sequential(stem, ResidualBlock(16, 16))
     late = nn.Sequential(ResidualBlock(16, 32, 2, projection_bn=False), ResidualBlock(32, 64, 2, projection_bn=False))
@@ -29,6 +31,7 @@ def resnet8_trecx(num_classes=10):
 
 def dscnn_trecx(num_classes=12):
     """DS-CNN for [1, 49, 10] MFCC inputs with T-RECX's exit after the second separable layer."""
+    integer("num_classes", num_classes, 1)
     stem = nn.Sequential(nn.Conv2d(1, 64, (10, 4), 2, (5, 1)), nn.BatchNorm2d(64), nn.ReLU(), nn.Dropout(0.2))
     early = nn.Sequential(stem, depthwise_separable(64, 64), depthwise_separable(64, 64))
     late = nn.Sequential(depthwise_separable(64, 64), depthwise_separable(64, 64), nn.Dropout(0.4))
@@ -44,6 +47,7 @@ MOBILENETV1_025 = ((16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 
 
 def mobilenetv1_trecx(num_classes=2):
     """MobileNetV1-0.25 for 96x96 Visual Wake Words with T-RECX's exit after the 4th layer."""
+    integer("num_classes", num_classes, 1)
     layers, channels = [conv_bn_act(3, 8, 3, 2, activation=nn.ReLU)], 8
     for out_channels, stride in MOBILENETV1_025:
         layers.append(depthwise_separable(channels, out_channels, stride))

@@ -25,9 +25,12 @@ class MultiExitNetwork(nn.Module):
             raise ValueError("stages must hold at least one module")
         if not isinstance(heads, dict) or not heads:
             raise ValueError(f"heads must be a non-empty dict {{stage index: head}}, got {type(heads).__name__}")
-        bad = [i for i in heads if not isinstance(i, int) or not 0 <= i < len(stages)]
+        bad = [i for i in heads if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(stages)]
         if bad:
             raise ValueError(f"heads keys must be stage indices in [0, {len(stages)}), got {bad}")
+        not_modules = [i for i, head in heads.items() if not isinstance(head, nn.Module)]
+        if not_modules:
+            raise TypeError(f"heads must map stage indices to nn.Module heads; not modules at {not_modules}")
         if len(stages) - 1 not in heads:
             raise ValueError("heads must include the last stage (the final classifier)")
         self.stages = nn.ModuleList(stages)

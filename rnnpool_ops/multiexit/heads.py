@@ -14,9 +14,22 @@
 
 import torch
 from torch import nn
-from torch.nn.modules.utils import _pair
 
+from .._validate import integer, integer_pair, real
 from ..layers import ReX2d, RNNPool2d
+
+
+def _check_sizes(in_channels, num_classes, in_size=None):
+    """The arguments every head takes: channels and classes positive ints, in_size (H, W) positive."""
+    integer("in_channels", in_channels, 1)
+    integer("num_classes", num_classes, 1)
+    return None if in_size is None else integer_pair("in_size", in_size, 1)
+
+
+def _check_map(head, size):
+    """A head whose layers shrink `in_size` to nothing cannot be built: say so, not a Linear(0, ...)."""
+    if min(size) < 1:
+        raise ValueError(f"{head}: in_size is too small, its pooled map would be {list(size)}")
 
 
 class SDNHead(nn.Module):
@@ -27,7 +40,8 @@ class SDNHead(nn.Module):
 
     def __init__(self, in_channels, num_classes, in_size, pooled_size=4):
         super().__init__()
-        grid = tuple(min(s, pooled_size) for s in _pair(in_size))
+        in_size = _check_sizes(in_channels, num_classes, in_size)
+        grid = tuple(min(s, p) for s, p in zip(in_size, integer_pair("pooled_size", pooled_size, 1)))
         self.max_pool = nn.AdaptiveMaxPool2d(grid)
         self.avg_pool = nn.AdaptiveAvgPool2d(grid)
         self.alpha = nn.Parameter(torch.tensor(0.5))
@@ -52,12 +66,15 @@ class TRecXExitHead(nn.Module):
 
     def __init__(self, in_channels, num_classes, in_size, width=None, kernel_size=2, pool=4):
         super().__init__()
-        self.width = 2 * in_channels if width is None else width
+        in_size = _check_sizes(in_channels, num_classes, in_size)
+        kernel_size, pool = integer("kernel_size", kernel_size, 1), integer_pair("pool", pool, 1)
+        self.width = 2 * in_channels if width is None else integer("width", width, 1)
         self.expand = nn.Conv2d(in_channels, self.width, 1) if self.width > in_channels else None
         padding = (kernel_size - 1) // 2  # Keras 'same' for stride 2 and k = 2 or 3
         self.depthwise = nn.Conv2d(self.width, self.width, kernel_size, 2, padding, groups=self.width)
         self.pool = nn.AvgPool2d(pool)
-        h, w = (_conv_out(s, kernel_size, 2, padding) // window for s, window in zip(_pair(in_size), _pair(pool)))
+        h, w = (_conv_out(s, kernel_size, 2, padding) // window for s, window in zip(in_size, pool))
+        _check_map("TRecXExitHead", (h, w))
         self.linear = nn.Linear(self.width * h * w, num_classes)
 
     def forward(self, x):
@@ -75,16 +92,22 @@ class EarlyViewClassifier(nn.Module):
 
     def __init__(self, in_channels, num_classes, in_size, exit_head, source_exit=0, stride=2, pool=None):
         super().__init__()
+        in_size = _check_sizes(in_channels, num_classes, in_size)
+        if not isinstance(exit_head, TRecXExitHead):
+            raise TypeError(f"exit_head must be a TRecXExitHead, got {type(exit_head).__name__}")
+        self.source_exit = integer("source_exit", source_exit, 0)
+        stride = integer("stride", stride, 1)
+        pool = None if pool is None else integer_pair("pool", pool, 1)
         if exit_head.width > in_channels:
             raise ValueError(f"the exit's width {exit_head.width} exceeds the final features' {in_channels} channels")
-        self.source_exit = source_exit
         self.width = exit_head.width
         source = exit_head.depthwise
         self.early_view = nn.Conv2d(self.width, self.width, source.kernel_size, stride, source.padding,
                                     groups=self.width)
         self.pool = nn.AvgPool2d(pool) if pool else nn.Identity()
         h, w = (_conv_out(s, k, stride, p) // window for s, k, p, window in
-                zip(_pair(in_size), source.kernel_size, source.padding, _pair(pool or 1)))
+                zip(in_size, source.kernel_size, source.padding, pool or (1, 1)))
+        _check_map("EarlyViewClassifier", (h, w))
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(in_channels + self.width * h * w, num_classes)
         self.copy_from(exit_head)
@@ -104,7 +127,8 @@ def sync_early_view(model, epoch, num_epochs, fraction=0.8):
     weights into the early-view classifiers reading it. Call after every optimiser step; returns
     whether weights were copied.
     """
-    if epoch >= fraction * num_epochs:
+    integer("num_epochs", num_epochs, 1)
+    if epoch >= real("fraction", fraction, 0.0, 1.0) * num_epochs:
         return False
     for head in model.heads:
         if isinstance(head, EarlyViewClassifier):
@@ -121,6 +145,8 @@ class BranchClassifier(nn.Module):
 
     def __init__(self, in_channels, num_classes, depth=1):
         super().__init__()
+        _check_sizes(in_channels, num_classes)
+        integer("depth", depth, 1)
         self.convs = nn.Sequential(*(
             nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False), nn.BatchNorm2d(in_channels),
                           nn.ReLU())
@@ -139,10 +165,11 @@ class PatchSweepHead(nn.Module):
 
     def __init__(self, in_channels, num_classes, in_size, hidden1, hidden2, kind="rex", **layer_options):
         super().__init__()
+        in_size = _check_sizes(in_channels, num_classes, in_size)
         layers = {"rex": ReX2d, "rnnpool": RNNPool2d}
         if kind not in layers:
             raise ValueError(f"kind must be one of {sorted(layers)}, got {kind!r}")
-        self.pool = layers[kind](in_channels, hidden1, hidden2, kernel_size=_pair(in_size), **layer_options)
+        self.pool = layers[kind](in_channels, hidden1, hidden2, kernel_size=in_size, **layer_options)
         self.linear = nn.Linear(self.pool.out_channels, num_classes)
 
     def forward(self, x):

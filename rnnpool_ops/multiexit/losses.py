@@ -11,6 +11,8 @@
 import torch
 import torch.nn.functional as F
 
+from .._validate import integer, real
+
 
 def exit_losses(outputs, target, loss_fn=F.cross_entropy):
     """Each exit's loss (mean over the batch)."""
@@ -34,8 +36,7 @@ def rex_cumulative_loss(outputs, target, loss_fn=F.cross_entropy):
 def trecx_loss(outputs, target, early_weight, loss_fn=F.cross_entropy):
     """T-RECX: early exits weigh early_weight (0 < w < 1; ResNet 0.5, DS-CNN 0.3, MobileNet 0.4), the
     final exit 1."""
-    if not 0 < early_weight < 1:
-        raise ValueError(f"early_weight must be in (0, 1), got {early_weight!r}")
+    real("early_weight", early_weight, 0.0, 1.0, low_open=True, high_open=True)
     return weighted_exit_loss(outputs, target, [early_weight] * (len(outputs) - 1) + [1.0], loss_fn)
 
 
@@ -43,8 +44,9 @@ def sdn_weights(epoch, num_epochs, max_weights):
     """SDN's internal-classifier weights at `epoch`: tau_i = min(max_i, 0.01 + epoch * max_i / num_epochs),
     then 1 for the final classifier. SDN sets max_i to the exit's relative depth (0.15, 0.3, ... 0.9).
     """
-    if num_epochs <= 0:
-        raise ValueError(f"num_epochs must be positive, got {num_epochs!r}")
+    integer("num_epochs", num_epochs, 1)
+    real("epoch", epoch, 0.0)
+    max_weights = [real(f"max_weights[{i}]", m, 0.0) for i, m in enumerate(max_weights)]
     return [min(m, 0.01 + epoch * m / num_epochs) for m in max_weights] + [1.0]
 
 
@@ -64,6 +66,7 @@ def ddi_resource_loss(gate_masks, gate_madds, alpha):
     if len(gate_masks) != len(gate_madds) or not gate_masks:
         raise ValueError(f"gate_masks ({len(gate_masks)}) and gate_madds ({len(gate_madds)}) must be equally "
                          "long and non-empty")
+    real("alpha", alpha, 0.0)
     costs = torch.as_tensor(gate_madds, dtype=gate_masks[0].dtype, device=gate_masks[0].device)
     used = torch.stack([mask.mean() for mask in gate_masks])
     return alpha * (costs * used).sum() / costs.sum()
