@@ -55,3 +55,13 @@ def test_benefit_curve_checks_outputs_and_costs():
         benefit_curve([outputs[0], outputs[0][:3]], TARGET, [1, 2], MaxSoftmaxPolicy, [0.5])
     with pytest.raises(TypeError, match="num_exits must be an int"):
         exit_histogram(torch.tensor([0, 1]), 2.0)
+
+
+def test_exit_indices_are_checked():
+    with pytest.raises(ValueError, match=r"exit_index must lie in \[0, 2\), got values from -1 to 1"):
+        average_cost(torch.tensor([-1, 1]), [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"exit_index must lie in \[0, 2\)"):
+        exit_histogram(torch.tensor([0, 2]), 2)
+    with pytest.raises(TypeError, match="exit_index must hold integer exit numbers"):
+        average_cost(torch.tensor([0.0, 1.0]), [1.0, 2.0])
+    assert average_cost(torch.tensor([0, 1]), [1.0, 3.0]) == 2.0

@@ -172,3 +172,21 @@ def test_calibrated_entropy_never_threshold_is_valid():
     outputs = [torch.randn(10, 3)] * 2
     policy = calibrate_budget(outputs, [1.0, 2.0], 2.0, score="entropy")
     assert policy.threshold == (0.0,) and assign_exits(policy, outputs).eq(1).all()
+
+
+class ListState(ExitPolicy):
+    """Keeps a Python list as state: inference could not drop stopped rows from it."""
+
+    def decide(self, exit_index, output, state):
+        return output[:, 0] > 0, ([1.0] * output.shape[0],)
+
+
+def test_policy_state_and_type_are_checked():
+    model, x = linear_network(), torch.randn(5, 4)
+    with pytest.raises(ValueError, match="ListState.decide at exit 0 must return its state as a tuple of batch-first "
+                                         "tensors with 5 rows"):
+        model.infer(x, ListState())
+    with pytest.raises(TypeError, match="policy must be an ExitPolicy .*got float"):
+        model.infer(x, 0.5)
+    with pytest.raises(TypeError, match="policy must be an ExitPolicy"):
+        assign_exits("max_softmax", model(x))

@@ -4,6 +4,7 @@ Each error names the exit (and the policy) at fault.
 """
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from .. import _validate
 
@@ -36,8 +37,27 @@ def check_exit_outputs(exit_outputs):
         check_exit_output(j, output, first.shape[0], first)
 
 
+def check_policy(policy, argument="policy"):
+    """A policy has initial_state and decide (an ExitPolicy, or one shaped like it)."""
+    if not all(callable(getattr(policy, method, None)) for method in ("initial_state", "decide")):
+        raise TypeError(f"{argument} must be an ExitPolicy (initial_state and decide), got {type(policy).__name__}")
+    return policy
+
+
+def check_exit_index(exit_index, num_exits):
+    """exit_index: an integer tensor of exits in [0, num_exits) (an index -1 would wrap to the last)."""
+    exit_index = torch.as_tensor(exit_index)
+    if exit_index.is_floating_point() or exit_index.dtype == torch.bool or exit_index.is_complex():
+        raise TypeError(f"exit_index must hold integer exit numbers, got {exit_index.dtype}")
+    if exit_index.numel() and not (0 <= int(exit_index.min()) and int(exit_index.max()) < num_exits):
+        raise ValueError(f"exit_index must lie in [0, {num_exits}), got values from {int(exit_index.min())} to "
+                         f"{int(exit_index.max())}")
+    return exit_index
+
+
 def decide_checked(policy, exit_index, output, state):
-    """policy.decide, its stop mask checked: a bool tensor [B], B the rows of `output`, on its device.
+    """policy.decide, its stop mask checked: a bool tensor [B], B the rows of `output`, on its device;
+    its state a tuple of batch-first tensors, which inference compacts with the batch.
 
     An integer 0/1 mask would index rows instead of selecting them.
     """
@@ -53,6 +73,11 @@ def decide_checked(policy, exit_index, output, state):
     if tuple(stop.shape) != (output.shape[0],) or stop.device != output.device:
         raise ValueError(f"{name} returned stop of shape {list(stop.shape)} on {stop.device}, but the exit's "
                          f"output has {output.shape[0]} rows on {output.device}: one flag per row")
+    leaves = tree_leaves(state)
+    if not isinstance(state, tuple) or any(not isinstance(t, torch.Tensor) or t.dim() == 0
+                                           or t.shape[0] != output.shape[0] for t in leaves):
+        raise ValueError(f"{name} must return its state as a tuple of batch-first tensors with {output.shape[0]} "
+                         "rows (inference drops stopped rows from them)")
     return stop, state
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .._validate import integer
-from ._checks import check_exit_costs, check_exit_outputs
+from ._checks import check_exit_costs, check_exit_index, check_exit_outputs
 from .policies import assign_exits
 
 
@@ -36,14 +36,15 @@ def cumulative_accuracy(exit_outputs, target):
 
 def exit_histogram(exit_index, num_exits):
     """How many samples took each exit."""
-    integer("num_exits", num_exits, 1)
-    return torch.bincount(torch.as_tensor(exit_index).flatten(), minlength=num_exits)
+    exit_index = check_exit_index(exit_index, integer("num_exits", num_exits, 1))
+    return torch.bincount(exit_index.flatten(), minlength=num_exits)
 
 
 def average_cost(exit_index, exit_madds):
     """Mean cumulative MAdds of the exits taken (ReX's average FLOPs over the test set)."""
-    costs = torch.as_tensor(exit_madds, dtype=torch.float64, device=torch.as_tensor(exit_index).device)
-    return costs[exit_index].mean().item()
+    costs = check_exit_costs(exit_madds)
+    exit_index = check_exit_index(exit_index, len(costs))
+    return torch.as_tensor(costs, dtype=torch.float64, device=exit_index.device)[exit_index].mean().item()
 
 
 @dataclass

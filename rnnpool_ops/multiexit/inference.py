@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_exit_costs, check_exit_output, decide_checked
+from ._checks import check_exit_costs, check_exit_output, check_policy, decide_checked
 
 
 @dataclass
@@ -31,6 +31,7 @@ def _select(value, keep):
 
 def early_exit_inference(model, x, policy, exit_madds):
     """Run `model` (a MultiExitNetwork) on x under `policy`; exit_madds: cumulative MAdds per exit."""
+    check_policy(policy)
     costs = check_exit_costs(exit_madds, model.num_exits)
     n = x.shape[0]
     rows = torch.arange(n, device=x.device)  # original position of each row still running

@@ -20,7 +20,7 @@ from numbers import Real
 import torch
 
 from .. import _validate
-from ._checks import check_exit_costs, check_exit_outputs, decide_checked
+from ._checks import check_exit_costs, check_exit_outputs, check_policy, decide_checked
 
 
 class ExitPolicy:
@@ -158,8 +158,8 @@ class HardBudgetPolicy(ExitPolicy):
     def __init__(self, exit_madds, budget, policy=None):
         costs = check_exit_costs(exit_madds)
         budget = _validate.real("budget", budget, 0.0)
-        if policy is not None and not callable(getattr(policy, "decide", None)):
-            raise TypeError(f"policy must be an ExitPolicy or None, got {type(policy).__name__}")
+        if policy is not None:
+            check_policy(policy)
         affordable = [i for i, cost in enumerate(costs) if cost <= budget]
         if not affordable:
             raise ValueError(f"budget {budget} is below the first exit's cost {costs[0]}")
@@ -185,6 +185,7 @@ def assign_exits(policy, exit_outputs):
     The same decisions early-exit inference makes, computed on the whole batch at once: for sweeping
     a policy over held-out outputs without re-running the network.
     """
+    check_policy(policy)
     check_exit_outputs(exit_outputs)
     n = exit_outputs[0].shape[0]
     device = exit_outputs[0].device
