@@ -495,3 +495,29 @@ def test_worked_example_adapting_an_edgeml_forward():
     model.forward = types.MethodType(adapted_forward, model)
     torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
     assert analysis.multiply_adds(model, input_shape) > 0
+
+
+def test_more_pools_that_cannot_or_should_not_be_replaced():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(8))  # 4x4 -> 8x8: upsamples
+    report = swap.swap_pooling(model, (3, 8, 8))
+    assert [s.name for s in report.skipped] == ["2"] and report.skipped[0].reason.startswith(
+        "does not downsample (4x4 -> 8x8)")
+
+    class Unpooling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool, self.unpool = nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)
+
+        def forward(self, x):
+            return self.unpool(*self.pool(x))
+
+    model = Unpooling()
+    with pytest.raises(ValueError, match=r"pool: it returns indices \(return_indices=True\)"):
+        swap.swap_pooling(model, (4, 8, 8), names=["pool"])
+    assert isinstance(model.pool, nn.MaxPool2d)
+    with pytest.raises(TypeError, match="include_squeeze_excitation must be True or False"):
+        swap.swap_pooling(se_model(), (3, 8, 8), include_squeeze_excitation="yes")
+    with pytest.raises(TypeError, match=r"input_shape \(one sample's C, H, W\)\[1\] must be an int"):
+        swap.swap_pooling(se_model(), (3, 8.0, 8))
+    with pytest.raises(ValueError, match=r"input_shape\[0\] must be an int >= 1"):
+        analysis.multiply_adds(se_model(), (0, 8, 8))

@@ -45,3 +45,20 @@ def real(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=Fa
         raise ValueError(f"{name} must be a finite number in {interval}{extra}, got {value!r}")
     return number
 
+
+
+def flag(name, value):
+    """value, a bool (an option's True/False; 0, 1 and "yes" are refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def shape(name, value, length=None):
+    """A sample shape: a tuple of positive ints (`length` of them when given)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a tuple of ints, got {type(value).__name__} {value!r}")
+    values = tuple(value)
+    if not values or (length is not None and len(values) != length):
+        raise ValueError(f"{name} must be {length or 'one or more'} ints, got {value!r}")
+    return tuple(integer(f"{name}[{i}]", size, 1) for i, size in enumerate(values))

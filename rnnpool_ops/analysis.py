@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import _validate
 from .gated_skip import GatedSkipConv2d
 from .layers import _PatchSweep2d
 
@@ -166,6 +167,7 @@ def run_sample(model, input_shape):
 
 def _trace(model, input_shape):
     """Run one zero sample through `model`; record MAdds leaves and peak-RAM units in execution order."""
+    input_shape = _validate.shape("input_shape", input_shape)
     madds, units = [], []
     hooks, seen, scope = [], set(), [""]
 
@@ -224,6 +226,7 @@ def exit_multiply_adds(model, input_shape):
 
 def peak_ram_bytes(model, input_shape, bytes_per_element=4):
     """Peak activation memory of one sample under the layer-by-layer convention (module docstring)."""
+    _validate.integer("bytes_per_element", bytes_per_element, 1)
     _, units = _trace(model, input_shape)
     first_sweep = next((i for i, (rule, _, _) in enumerate(units) if rule == "patch-sweep"), None)
     if first_sweep is not None:

@@ -107,6 +107,8 @@ def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto",
     _check_kind(kind)
     _check_backend(backend)
     input_shape = _check_input_shape(input_shape)
+    _validate.flag("include_squeeze_excitation", include_squeeze_excitation)
+    _validate.flag("include_non_downsampling", include_non_downsampling)
     pools = {name: m for name, m in model.named_modules() if isinstance(m, SWAPPABLE_POOLING)}
     if names is not None:
         pools = _select(pools, names, "a pooling layer (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)")
@@ -123,9 +125,7 @@ def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto",
     layers, replaced, skipped = {}, [], []
     for name, pool in pools.items():
         sites = calls.get(name, [])
-        reason, geometry = _cannot_replace(sites)
-        if reason is None and names is None:
-            reason = _skipped_by_default(name, sites, squeeze_excitation, default_skips)
+        reason, geometry = _plan(name, pool, sites, names is None, squeeze_excitation, default_skips)
         if reason is not None:
             if names is not None:
                 raise ValueError(f"{name}: {reason}; leave it out of names")
@@ -140,26 +140,42 @@ def swap_pooling(model, input_shape, kind="rnnpool", names=None, backend="auto",
     return _replace(model, layers, input_shape, before, replaced, skipped=skipped)
 
 
-def _cannot_replace(sites):
-    """(why no sweep can replace a pool run at `sites`, None) or (None, the sweep's geometry)."""
+def _plan(name, pool, sites, by_default, squeeze_excitation, default_skips):
+    """(why the pool is left alone, None) or (None, its sweep's geometry)."""
+    reason = _cannot_replace(pool, sites)
+    if reason is None and by_default:
+        reason = _skipped_by_default(name, sites, squeeze_excitation, default_skips)
+    if reason is not None:
+        return reason, None
+    in_size, out_size = _spatial_sizes(sites[0])
+    geometry = _sweep_geometry(in_size, out_size)
+    return (None, geometry) if geometry else (f"no sweep maps its input size {in_size} to its output size {out_size}",
+                                              None)
+
+
+def _cannot_replace(pool, sites):
+    """Why no sweep can take the place of `pool`, run at `sites` (None: one can, given a geometry)."""
+    if getattr(pool, "return_indices", False):
+        return "it returns indices (return_indices=True), which a sweep has none of"
     if not sites:
-        return "it does not run in the model's forward pass", None
+        return "it does not run in the model's forward pass"
     if len(sites) > 1:
-        return _shared_reason(sites), None
-    (_, *in_size), (_, *out_size) = sites[0]
-    geometry = _sweep_geometry(tuple(in_size), tuple(out_size))
-    if geometry is None:
-        return f"no sweep maps its input size {in_size} to its output size {out_size}", None
-    return None, geometry
+        return _shared_reason(sites)
+    return None
+
+
+def _spatial_sizes(site):
+    """((H, W) in, (H, W) out) of one call (input shape, output shape)."""
+    return tuple(site[0][1:]), tuple(site[1][1:])
 
 
 def _skipped_by_default(name, sites, squeeze_excitation, default_skips):
     """Why swap_pooling leaves this pool alone unless asked (None: it does not)."""
-    (_, *in_size), (_, *out_size) = sites[0]
+    in_size, out_size = _spatial_sizes(sites[0])
     if default_skips["squeeze_excitation"] and name in squeeze_excitation:
         return (f"squeeze-excitation pool ({squeeze_excitation[name]}), not pooling between stages; "
                 "include_squeeze_excitation=True replaces it")
-    if default_skips["non_downsampling"] and in_size == out_size:
+    if default_skips["non_downsampling"] and all(o >= i for i, o in zip(in_size, out_size)):
         return (f"does not downsample ({in_size[0]}x{in_size[1]} -> {out_size[0]}x{out_size[1]}): its sweep would "
                 "be a per-pixel RNN; include_non_downsampling=True replaces it")
     return None
@@ -391,7 +407,8 @@ def _call_shapes(model, modules, input_shape, watch=None):
 
     def record(name):
         def hook(module, inputs, output):  # returns None: a forward hook's return value replaces the output
-            calls.setdefault(name, []).append((tuple(inputs[0].shape[1:]), tuple(output.shape[1:])))
+            first_output = tree_leaves(output)[0]  # a pool with return_indices gives (values, indices)
+            calls.setdefault(name, []).append((tuple(inputs[0].shape[1:]), tuple(first_output.shape[1:])))
             if watch is not None:
                 watch.pool_ran(name, inputs, output)
         return hook
@@ -480,7 +497,5 @@ def _check_backend(backend):
 
 
 def _check_input_shape(input_shape):
-    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else ()
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"input_shape must be one sample's (C, H, W), positive ints, got {input_shape!r}")
-    return shape
+    """One image sample's (C, H, W)."""
+    return _validate.shape("input_shape (one sample's C, H, W)", input_shape, 3)
