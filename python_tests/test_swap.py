@@ -521,3 +521,23 @@ def test_more_pools_that_cannot_or_should_not_be_replaced():
         swap.swap_pooling(se_model(), (3, 8.0, 8))
     with pytest.raises(ValueError, match=r"input_shape\[0\] must be an int >= 1"):
         analysis.multiply_adds(se_model(), (0, 8, 8))
+
+
+def test_new_layers_take_the_replaced_modules_mode_and_failed_traces_keep_modes():
+    model = frozen_bn_model().eval()
+    swap.swap_pooling(model, (3, 8, 8))
+    assert not any(m.training for m in model.modules())
+
+    class Fails(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            raise RuntimeError("no forward today")
+
+    broken = Fails().train()
+    broken.bn.eval()
+    with pytest.raises(RuntimeError, match="no forward today"):
+        analysis.multiply_adds(broken, (3, 4, 4))
+    assert broken.training and not broken.bn.training
