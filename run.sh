@@ -141,7 +141,7 @@ PY
   (cd "$tests" && "../../../$py" -m pytest -q -p no:cacheprovider python_tests/test_ops.py python_tests/test_layers.py)
 }
 
-# The GPU suite, in one command, for a machine with an NVIDIA GPU (see README: GPU). Such machines
+# The GPU suite, in one command, for a machine with an NVIDIA GPU (see docs/cuda.md). Such machines
 # may have no package index, so it uses the Python that already holds torch (PYTHON, default python3)
 # rather than .venv, and builds the extension in place for the visible GPU.
 gpu_suite() {

@@ -1,8 +1,8 @@
 """Builders against the papers' tables (parameters, MAdds, peak RAM), and their forward shapes.
 
 Paper values are checked within 3% where our count reproduces the paper's convention. Where it does
-not, the test pins our own count and the comment says what the paper's figure cannot be (README,
-"Multi-exit networks", has the table).
+not, the test pins our own count and the comment says what the paper's figure cannot be (docs/multiexit.md
+has the table).
 """
 
 import pytest
