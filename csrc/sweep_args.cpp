@@ -1,5 +1,9 @@
 #include "sweep_args.h"
 
+#include <string>
+
+#include "core/checked_size.h"
+
 namespace rnnpool {
 namespace {
 
@@ -48,6 +52,31 @@ void check_pair(at::IntArrayRef v, const char* arg, int64_t minimum) {
   TORCH_CHECK_VALUE(v[0] >= minimum && v[1] >= minimum, arg, " must be >= ", minimum, ", got ", v);
 }
 
+// The sizes the sweep derives from the geometry, checked (core/checked_size.h) before any
+// backend allocates: the output, and a bound of the per-sample workspace of every backend: the
+// padded image (the Triton backend materialises it) plus, for each patch, its kh + kw sequences
+// of up to max(kh, kw) steps (the reference and Triton backends keep every step of every patch,
+// the CPU backward RNN1's tapes), at most C + 8 * hidden values per step.
+// rnnpool_ops/_checks.py (_check_sweep_sizes) applies the same rules.
+void check_sweep_sizes(const SweepShape& s, int64_t element_bytes, at::IntArrayRef kernel_size,
+                       at::IntArrayRef stride, at::IntArrayRef padding, const at::Tensor& x) {
+  const Size blocks((s.rows ? 2 : 0) + (s.global ? 4 : 0) + (s.cols ? 2 : 0));
+  const Size output =
+      Size(s.batch) * blocks * Size(s.hidden2) * Size(s.out_h()) * Size(s.out_w()) * Size(element_bytes);
+  TORCH_CHECK_VALUE(output.within(kMaxAllocationBytes), "kernel_size ", kernel_size, ", stride ", stride,
+                    " and padding ", padding, " on x ", x.sizes(), " give an output of [", s.batch, ", ",
+                    blocks.value(), " * ", s.hidden2, ", ", s.out_h(), ", ", s.out_w(), "]: ",
+                    describe_bytes(output), ", over the limit of 2^40 bytes");
+  const Size padded = (Size(s.height) + Size(2) * Size(s.pad_h)) * (Size(s.width) + Size(2) * Size(s.pad_w));
+  const Size steps = Size(s.out_h()) * Size(s.out_w()) * Size(s.summaries()) *
+                     max(Size(s.kernel_h), Size(s.kernel_w));
+  const Size workspace = (padded + steps) * (Size(s.channels) + Size(8) * max(Size(s.hidden1), Size(s.hidden2))) *
+                         Size(element_bytes);
+  TORCH_CHECK_VALUE(workspace.within(kMaxAllocationBytes), "kernel_size ", kernel_size, ", stride ", stride,
+                    " and padding ", padding, " on x ", x.sizes(), " need a workspace of ", describe_bytes(workspace),
+                    " per sample, over the limit of 2^40 bytes");
+}
+
 }  // namespace
 
 SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorList rnn2,
@@ -61,13 +90,17 @@ SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorL
   TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble || (x.is_cuda() && reduced_precision),
                    "x must be float32 or float64 (or float16/bfloat16 on CUDA), got ", x.scalar_type(), " on ",
                    x.device());
+  check_image_extent(x);
   check_pair(kernel_size, "kernel_size", 1);
   check_pair(stride, "stride", 1);
   check_pair(padding, "padding", 0);
-  TORCH_CHECK_VALUE(x.size(2) + 2 * padding[0] >= kernel_size[0] && x.size(3) + 2 * padding[1] >= kernel_size[1],
-                    "kernel_size ", kernel_size, " is larger than the padded input ",
-                    x.size(2) + 2 * padding[0], "x", x.size(3) + 2 * padding[1], " (x ", x.sizes(), ", padding ",
-                    padding, ")");
+  const Size padded_h = Size(x.size(2)) + Size(2) * Size(padding[0]);
+  const Size padded_w = Size(x.size(3)) + Size(2) * Size(padding[1]);
+  TORCH_CHECK_VALUE(padded_h.ok() && padded_w.ok(), "padding ", padding, " is too large: the padded input (H + 2 * ",
+                    "padding, W + 2 * padding) of x ", x.sizes(), " does not fit int64");
+  TORCH_CHECK_VALUE(padded_h.value() >= kernel_size[0] && padded_w.value() >= kernel_size[1], "kernel_size ",
+                    kernel_size, " is larger than the padded input [", padded_h.value(), ", ", padded_w.value(),
+                    "] (x ", x.sizes(), ", padding ", padding, ")");
   TORCH_CHECK_VALUE(cell == "fastgrnn" || cell == "gru", "cell must be 'fastgrnn' or 'gru', got '", cell, "'");
   a.cell = cell == "gru" ? CellKind::GRU : CellKind::FastGRNN;
   a.gate = parse_nonlinearity(gate_nonlinearity, "gate_nonlinearity");
@@ -89,9 +122,9 @@ SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorL
   s.rows = p.find('R') != std::string::npos;
   s.global = p.find('G') != std::string::npos;
   s.cols = p.find('C') != std::string::npos;
-  TORCH_CHECK_VALUE(s.channels > 0, "x must have at least one channel, got ", x.sizes());
   s.hidden1 = check_cell(rnn1, "rnn1", a.cell, s.channels, x);
   s.hidden2 = check_cell(rnn2, "rnn2", a.cell, s.hidden1, x);
+  check_sweep_sizes(s, x.element_size(), kernel_size, stride, padding, x);
 
   if (s.global) {
     TORCH_CHECK_VALUE(proj_weight.has_value() && proj_bias.has_value(),
@@ -111,6 +144,11 @@ SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorL
                       "proj_weight and proj_bias must be None when parts has no 'G' (parts='", parts, "')");
   }
   return a;
+}
+
+void check_image_extent(const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.size(1) >= 1 && x.size(2) >= 1 && x.size(3) >= 1,
+                    "x must have at least one channel and one pixel (C, H, W >= 1), got ", x.sizes());
 }
 
 void check_grad_output(const at::Tensor& grad_output, const at::Tensor& x, const SweepShape& s) {

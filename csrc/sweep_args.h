@@ -24,6 +24,10 @@ SweepArgs check_sweep_args(const at::Tensor& x, at::TensorList rnn1, at::TensorL
                            c10::string_view cell, c10::string_view gate_nonlinearity,
                            c10::string_view update_nonlinearity, c10::string_view parts);
 
+// Every op's x must have at least one channel and one pixel (C, H, W >= 1; the batch may be empty):
+// an image without pixels has no patch, not a patch of padding.
+void check_image_extent(const at::Tensor& x);
+
 // The backward's grad_output must match the forward's output: shape, dtype and device.
 void check_grad_output(const at::Tensor& grad_output, const at::Tensor& x, const SweepShape& shape);
 

@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../core/checked_size.h"
 #include "../gated_skip_args.h"
 #include "cpu_isa.h"
 
@@ -68,15 +69,21 @@ inline T activate(T z, bool relu) {
 
 // One sample made ready for the direct convolution: its zero-padded planes, the filters of its
 // active channels and one job per group with an active channel. Reused from sample to sample.
+//
+// Only the taps that can read a pixel are convolved (reaching_half_kernel, core/checked_size.h):
+// the others read zeros for every output pixel. So the padding, and the buffer, stay below the
+// image's own size on each side for any dilation, instead of growing with C * dilation^2.
 template <class T>
 class SampleJobs {
  public:
   explicit SampleJobs(const GatedSkipInputs& in)
       : in_(in),
-        layout_(gated_conv_layout(in.shape.height, in.shape.width, in.shape.kernel_h, in.shape.kernel_w,
+        half_h_(reaching_half_kernel(in.shape.kernel_h, in.shape.dilation_h, in.shape.height)),
+        half_w_(reaching_half_kernel(in.shape.kernel_w, in.shape.dilation_w, in.shape.width)),
+        layout_(gated_conv_layout(in.shape.height, in.shape.width, 2 * half_h_ + 1, 2 * half_w_ + 1,
                                   in.shape.dilation_h, in.shape.dilation_w)),
         // Zeroed once: each sample writes the interiors only, so the borders stay zero.
-        padded_(layout_.buffer_size(in.shape.channels), T(0)) {}
+        padded_(checked_buffer_size(), T(0)) {}
 
   // Makes sample n's jobs; copies x to y for its channels with m = 0.
   const std::vector<GatedConvJob<T>>& prepare(int64_t n, T* y) {
@@ -102,6 +109,17 @@ class SampleJobs {
   }
 
  private:
+  // The padded copy's elements. The padding is under the image's size (see above) and the checks
+  // bounded x's size, so this fits; checked all the same, as every size from user integers.
+  size_t checked_buffer_size() const {
+    const Size plane = Size(layout_.padded_height) * Size(layout_.padded_width);
+    const Size elements = Size(in_.shape.channels) * plane + Size(kGatedConvColumnMultiple);
+    TORCH_CHECK((elements * Size(sizeof(T))).within(kMaxAllocationBytes),
+                "gated_skip_conv2d: the padded copy of a sample (", describe_bytes(elements * Size(sizeof(T))),
+                ") is over the limit of 2^40 bytes");
+    return static_cast<size_t>(layout_.buffer_size(in_.shape.channels));
+  }
+
   void pad_channels(const T* x, int64_t first, int64_t count) {
     const GatedSkipShape& s = in_.shape;
     for (int64_t c = first; c < first + count; ++c)
@@ -110,10 +128,14 @@ class SampleJobs {
                     x + (c * s.height + i) * s.width, s.width * sizeof(T));
   }
 
-  // One job per run of active channels in one group, its filters packed as [C/groups][kh][kw][count].
+  // One job per run of active channels in one group, its filters' reaching taps packed as
+  // [C/groups][2 half_h + 1][2 half_w + 1][count].
   void make_jobs() {
     const GatedSkipShape& s = in_.shape;
-    const int64_t per_group = s.channels_per_group(), taps = per_group * s.kernel_h * s.kernel_w;
+    const int64_t per_group = s.channels_per_group(), kh = 2 * half_h_ + 1, kw = 2 * half_w_ + 1;
+    const int64_t taps = per_group * kh * kw;
+    // The reaching taps' offset in each filter [C/groups][kernel_h][kernel_w].
+    const int64_t top = (s.kernel_h - 1) / 2 - half_h_, left = (s.kernel_w - 1) / 2 - half_w_;
     const T* weight = in_.weight.template data_ptr<T>();
     jobs_.clear();
     filters_.resize(active_.size() * taps);
@@ -124,11 +146,14 @@ class SampleJobs {
       const int64_t count = static_cast<int64_t>(last - first);
       T* filters = filters_.data() + first * taps;
       for (int64_t j = 0; j < count; ++j) {
-        const T* filter = weight + active_[first + j] * taps;
-        for (int64_t t = 0; t < taps; ++t) filters[t * count + j] = filter[t];
+        const T* filter = weight + active_[first + j] * per_group * s.kernel_h * s.kernel_w;
+        for (int64_t ci = 0, t = 0; ci < per_group; ++ci)
+          for (int64_t i = 0; i < kh; ++i)
+            for (int64_t k = 0; k < kw; ++k, ++t)
+              filters[t * count + j] = filter[(ci * s.kernel_h + top + i) * s.kernel_w + left + k];
       }
       GatedConvJob<T> job{};
-      job.height = s.height, job.width = s.width, job.kernel_h = s.kernel_h, job.kernel_w = s.kernel_w;
+      job.height = s.height, job.width = s.width, job.kernel_h = kh, job.kernel_w = kw;
       job.dilation_h = s.dilation_h, job.dilation_w = s.dilation_w;
       job.layout = layout_;
       job.group_channels = per_group, job.relu = s.relu;
@@ -141,6 +166,7 @@ class SampleJobs {
   }
 
   const GatedSkipInputs& in_;
+  int64_t half_h_, half_w_;  // reaching taps on each side of the centre
   GatedConvLayout layout_;
   std::vector<T> padded_, filters_;
   std::vector<int64_t> active_;
