@@ -118,7 +118,12 @@ def _register_fake_sweep(namespace):
 
 def register_sweep_autograd(forward_op, backward_op):
     """Autograd for a sweep op (the schema of rnnpool::forward) named forward_op, whose gradients
-    backward_op (the schema of rnnpool::backward) computes; used by every backend's ops."""
+    backward_op (the schema of rnnpool::backward) computes; used by every backend's ops.
+
+    First order only: double backward raises RuntimeError and forward-mode AD NotImplementedError,
+    both naming the op (rnnpool_ops/_autograd.py), instead of silently dropping the terms.
+    """
+    from ._autograd import register_first_order_autograd
 
     def setup_context(ctx, inputs, output):
         x, rnn1, rnn2, proj_weight, proj_bias, *config = inputs
@@ -136,7 +141,7 @@ def register_sweep_autograd(forward_op, backward_op):
         no_grad_for_config = [None] * len(ctx.config)
         return (grad_x, grad_rnn1, grad_rnn2, grad_proj_weight, grad_proj_bias, *no_grad_for_config)
 
-    torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
+    register_first_order_autograd(forward_op, backward, setup_context, backward_op._qualified_op_name)
 
 
 def cuda_kernels_available():

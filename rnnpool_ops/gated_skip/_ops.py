@@ -5,6 +5,7 @@ which devices have a fused kernel."""
 import torch
 
 from .. import _ops as _extension
+from .._autograd import register_first_order_autograd
 from . import composite
 from ._checks import check_gated_skip_args
 
@@ -68,7 +69,9 @@ if OP_REGISTERED:
         needed = (*conv_grad_mask, *(not absent for absent in ctx.absent[2:]))
         return (*(g if wanted else None for g, wanted in zip(grads, needed)), None, None, None)
 
-    torch.library.register_autograd("rnnpool::gated_skip_conv2d", _backward, setup_context=_setup_context)
+    # First order only: double backward and forward-mode AD raise, naming the op (.._autograd).
+    register_first_order_autograd("rnnpool::gated_skip_conv2d", _backward, _setup_context,
+                                  "rnnpool::gated_skip_conv2d_backward")
 
     # CUDA: the Triton forward (triton_kernels.py) when Triton imports, else the unskipped composite;
     # the backward is the composite (cuDNN's convolution backward underneath).
