@@ -2,7 +2,7 @@
 # The one entry point:
 #   bash run.sh demo  [demo args]     the main job: python -m rnnpool_ops (train, early exits, speed)
 #   bash run.sh bench [--quick]       every microbenchmark, one report (benchmarks/__main__.py)
-#   bash run.sh test  [pytest args]   C++ core tests (ctest), the Python tests, the C++ deployment example
+#   bash run.sh test  [pytest args]   C++ core tests (ctest, also under ASan+UBSan), the Python tests, the C++ deployment example
 #   bash run.sh compat                the package as a wheel, built and tested against torch $OTHER_TORCH
 #   bash run.sh gpu                   on a GPU machine: build there, every GPU test, the GPU benchmarks
 set -euo pipefail
@@ -66,6 +66,10 @@ core_tests() {
   cmake -S . -B build/core >/dev/null
   cmake --build build/core -j "$(nproc)"
   ctest --test-dir build/core --output-on-failure
+  log "C++ core under AddressSanitizer + UBSan: cmake + ctest in build/asan"
+  cmake -S . -B build/asan -DRNNPOOL_SANITIZE=ON >/dev/null
+  cmake --build build/asan -j "$(nproc)"
+  ctest --test-dir build/asan --output-on-failure
   if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64-static >/dev/null; then
     log "C++ core for aarch64 under qemu: cmake + ctest in build/aarch64"
     cmake -S . -B build/aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null
