@@ -50,13 +50,18 @@ class _PatchSweep2d(nn.Module):
 
     def forward(self, x):
         self._check_input_size(x)
+        return self.sweep(x)
+
+    def sweep(self, x, padding=None):
+        """The layer's op on x with another padding (None: the layer's own), without the input-size
+        check: rnnpool_ops.streaming runs stripes of rows, padding their top and bottom itself."""
         gate, update = cell_nonlinearities(self.rnn1)
         proj = getattr(self, "proj", None)
         return functional.patch_sweep(
             x, cell_parameters(self.rnn1), cell_parameters(self.rnn2),
             None if proj is None else proj.weight, None if proj is None else proj.bias,
-            self.kernel_size, self.stride, self.padding, cell_kind(self.rnn1), gate, update, self.parts,
-            self.backend,
+            self.kernel_size, self.stride, self.padding if padding is None else padding, cell_kind(self.rnn1),
+            gate, update, self.parts, self.backend,
         )
 
     def extra_repr(self):

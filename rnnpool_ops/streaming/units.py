@@ -1,0 +1,93 @@
+"""The units a streamed model runs in order; each holds its input and output whole, and only a stripe
+or tile of anything in between.
+
+- StripedSweep: every layer before the first RNNPool2d/ReX2d plus that layer, in horizontal stripes:
+  each stripe of patch rows is computed from the input rows it needs, swept, written, dropped.
+- Tiled: one row layer (an inverted residual block) in tiles of output rows.
+- FoldedPool: pointwise layers followed by a global pool, in tiles of rows that are pooled at once, so
+  the pointwise layers' output (MobileNetV2's 1280 channels) never exists whole.
+- WholeRows: a row layer run on the whole map (a convolution with its batch norm folded in).
+- Plain: a module run as it is.
+"""
+
+import torch
+from torch import nn
+
+from .rows import chain_rows, run_rows
+
+
+class StripedSweep(nn.Module):
+    def __init__(self, layers, heights, sweep, sweep_height, out_height, stripe_rows):
+        super().__init__()
+        self.layers, self.heights = layers, heights  # row layers and each one's input height
+        self.sweep = sweep
+        self.sweep_height, self.out_height, self.stripe_rows = sweep_height, out_height, stripe_rows
+
+    def forward(self, x):
+        kernel, stride, padding = self.sweep.kernel_size[0], self.sweep.stride[0], self.sweep.padding[0]
+        out = None
+        for first in range(0, self.out_height, self.stripe_rows):
+            last = min(first + self.stripe_rows, self.out_height)
+            lo, hi = first * stride - padding, (last - 1) * stride - padding + kernel
+            start, stop = max(lo, 0), min(hi, self.sweep_height)
+            stripe = chain_rows(self.layers, self.heights, x, start, stop) if self.layers else x[:, :, start:stop]
+            if lo < start or hi > stop:
+                stripe = torch.nn.functional.pad(stripe, (0, 0, start - lo, hi - stop))
+            pooled = self.sweep.sweep(stripe, padding=(0, self.sweep.padding[1]))
+            if out is None:
+                out = pooled.new_empty((*pooled.shape[:2], self.out_height, pooled.shape[3]))
+            out[:, :, first:last] = pooled
+        return out
+
+
+class Tiled(nn.Module):
+    def __init__(self, layer, in_height, out_height, tile_rows):
+        super().__init__()
+        self.layer, self.in_height, self.out_height, self.tile_rows = layer, in_height, out_height, tile_rows
+
+    def forward(self, x):
+        if self.tile_rows >= self.out_height:
+            return run_rows(self.layer, x, 0, self.out_height, self.in_height)
+        out = None
+        for first in range(0, self.out_height, self.tile_rows):
+            last = min(first + self.tile_rows, self.out_height)
+            tile = run_rows(self.layer, x, first, last, self.in_height)
+            if out is None:
+                out = tile.new_empty((*tile.shape[:2], self.out_height, tile.shape[3]))
+            out[:, :, first:last] = tile
+        return out
+
+
+class FoldedPool(nn.Module):
+    def __init__(self, layers, height, kind, tile_rows):
+        super().__init__()
+        self.layers, self.height, self.kind, self.tile_rows = layers, height, kind, tile_rows
+
+    def forward(self, x):
+        heights = [self.height] * len(self.layers)
+        pooled = None
+        for first in range(0, self.height, self.tile_rows):
+            tile = chain_rows(self.layers, heights, x, first, min(first + self.tile_rows, self.height))
+            part = tile.sum((2, 3), keepdim=True) if self.kind == "avg" else tile.amax((2, 3), keepdim=True)
+            pooled = part if pooled is None else (pooled.add_(part) if self.kind == "avg" else
+                                                  torch.maximum(pooled, part, out=pooled))
+        return pooled.div_(self.height * x.shape[3]) if self.kind == "avg" else pooled
+
+
+class WholeRows(nn.Module):
+    def __init__(self, layer, height):
+        super().__init__()
+        self.layer, self.height = layer, height
+
+    def forward(self, x):
+        out_height = self.layer.out_size(self.height, x.shape[3])[0]
+        return run_rows(self.layer, x, 0, out_height, self.height)
+
+
+class Plain(nn.Module):
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x)
