@@ -82,10 +82,12 @@ def live_peak_bytes(runner, x):
 
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         runner(x)
-    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    # Allocation (+bytes) and free (-bytes) events; prof.events() leaves some out.
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+              and e.device_type() == torch.autograd.DeviceType.CPU]
     live = peak = 0
-    for event in events:
-        live += event.cpu_memory_usage
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        live += event.nbytes()
         peak = max(peak, live)
     return peak
 

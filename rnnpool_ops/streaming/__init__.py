@@ -17,12 +17,13 @@ from .. import _validate
 from ..analysis import exit_multiply_adds, model_dtype_device, peak_ram_bytes
 from ..layers import _PatchSweep2d
 from ..multiexit import MultiExitNetwork
-from .plan import StreamedLayer, flatten, prefix_units, suffix_units, trace_shapes
+from .plan import Budget, StreamedLayer, flatten, prefix_units, suffix_units, trace_shapes
 
 __all__ = ["stream", "StreamedModel", "StreamedMultiExitNetwork", "StreamedLayer"]
 
 UNSUPPORTED = ("error", "plain")
-DEFAULT_BUDGET_FACTOR = 1.5
+DEFAULT_BUDGET_FACTOR = 2.0
+SCRATCH_CAP_BYTES = 2 ** 21  # per sample: the most any unit's tiles take, whatever the budget
 
 
 def stream(model, input_shape, memory_budget=None, unsupported="error"):
@@ -31,8 +32,9 @@ def stream(model, input_shape, memory_budget=None, unsupported="error"):
     model: an nn.Sequential (its children may be Sequentials) or a MultiExitNetwork whose first stage
     holds the first RNNPool2d/ReX2d, in eval mode. It shares the model's parameters, except that batch
     norms are folded into the convolutions before them at this call: stream again after changing them.
-    memory_budget: bytes of live activations per sample to plan stripes and tiles for (None: 1.5x the
-    analytical peak); the tiles shrink to one row, then the expansion to chunks, to fit it.
+    memory_budget: bytes of live activations per sample to plan stripes and tiles for (None: 2x the
+    analytical peak); the tiles shrink to one row, then the expansion to chunks, to fit it. Whatever
+    the budget, no unit's tiles take more than 2 MiB per sample.
     unsupported: a layer before the first RNNPool2d/ReX2d that cannot be split into rows is an error
     ("error") or makes the layers up to it run plainly on whole maps ("plain").
     """
@@ -62,7 +64,7 @@ def stream(model, input_shape, memory_budget=None, unsupported="error"):
         exit_madds = exit_multiply_adds(model, input_shape) if isinstance(model, MultiExitNetwork) else None
     budget = DEFAULT_BUDGET_FACTOR * bound if memory_budget is None else _validate.real(
         "memory_budget", memory_budget, 0, low_open=True)
-    budget_elements = budget / element_size
+    budget_elements = Budget(budget / element_size, min(budget, SCRATCH_CAP_BYTES) / element_size)
     stage_units = []
     for index, entries in enumerate(traced):
         if index == 0:

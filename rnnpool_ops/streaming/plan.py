@@ -186,48 +186,56 @@ def _largest(count, fits):
     return low
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Elements per sample: `total`, what a unit may hold with its input and output; `scratch`, the
+    most its tiles may take whatever the total (tiles beyond that gain no speed and cost memory)."""
+
+    total: float
+    scratch: float
+
+    def fits(self, held, scratch):
+        return held + scratch <= self.total and scratch <= self.scratch
+
+
 def plan_stripes(group, sweep_entry, budget):
-    """Patch rows per stripe so the sweep's output plus one stripe's layers fit `budget` elements."""
+    """Patch rows per stripe: the sweep's output plus one stripe of its layers within `budget`."""
     sweep = sweep_entry.module
-    kernel, stride, padding = sweep.kernel_size[0], sweep.stride[0], sweep.padding[0]
+    kernel, stride = sweep.kernel_size[0], sweep.stride[0]
     out_shape, in_shape = sweep_entry.out_shape, sweep_entry.in_shape
-    held = _elements(out_shape)
 
-    def need(count):
+    def scratch(count):
         stripe = kernel + (count - 1) * stride
-        scratch = 2 * _elements(in_shape, stripe) + _elements(out_shape, count)  # stripe, padded, swept
-        if group:
-            scratch += chain_scratch(group, 0, min(stripe, in_shape[1]))
-        return held + scratch
+        elements = 2 * _elements(in_shape, stripe) + _elements(out_shape, count)  # stripe, padded, swept
+        return elements + (chain_scratch(group, 0, min(stripe, in_shape[1])) if group else 0)
 
-    return _largest(out_shape[1], lambda count: need(count) <= budget)
+    return _largest(out_shape[1], lambda count: budget.fits(_elements(out_shape), scratch(count)))
 
 
 def plan_tiles(entry, layer, budget):
-    """(tile rows, expanded channels per chunk) of an inverted residual block within `budget`."""
+    """(tile rows, expanded channels per chunk) of an inverted residual block within `budget`; sets
+    layer.chunk."""
     held = _elements(entry.in_shape) + _elements(entry.out_shape)
-    out_height = entry.out_shape[1]
 
-    def need(count, chunk):
+    def fits(count, chunk):
         layer.chunk = chunk
         lo, hi = layer.input_rows(0, count)
-        return held + _layer_scratch(layer, entry.in_shape, hi - lo, entry.out_shape, count) + \
-            _elements(entry.out_shape, count)
+        scratch = _layer_scratch(layer, entry.in_shape, hi - lo, entry.out_shape, count)
+        return budget.fits(held, scratch + _elements(entry.out_shape, count))  # + the partial projection
 
-    if need(1, layer.hidden) > budget:  # one row of the whole expansion is too much: chunk it
-        chunk = _largest(layer.hidden, lambda c: need(1, c) <= budget)
-        layer.chunk = chunk
-        return 1, chunk
-    rows_per_tile = _largest(out_height, lambda count: need(count, layer.hidden) <= budget)
+    if not fits(1, layer.hidden):  # one row of the whole expansion is too much: chunk it
+        layer.chunk = _largest(layer.hidden, lambda chunk: fits(1, chunk))
+        return 1, layer.chunk
+    rows_per_tile = _largest(entry.out_shape[1], lambda count: fits(count, layer.hidden))
     layer.chunk = layer.hidden
     return rows_per_tile, layer.hidden
 
 
 def plan_fold(group, budget):
-    """Rows per tile of pointwise layers folded into a global pool."""
+    """Rows per tile of pointwise layers folded into a global pool, within `budget`."""
     first = group[0][0][0]
-    held = _elements(first.in_shape)
-    return _largest(first.in_shape[1], lambda count: held + chain_scratch(group, 0, count) <= budget)
+    return _largest(first.in_shape[1],
+                    lambda count: budget.fits(_elements(first.in_shape), chain_scratch(group, 0, count)))
 
 
 # ---------------------------------------------------------------------------------------------------
