@@ -12,7 +12,6 @@ already allocated. Every variant runs with the same allocator setting, MALLOC_MM
 first step does not hide the second step's need.
 """
 
-import ctypes
 import json
 import os
 import subprocess
@@ -23,15 +22,10 @@ SIDES = ("fused", "unfused", "inductor")
 ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
-def _status_kib(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _measure_here(case_name, side):
     import torch  # noqa: F401  (imported after the environment is set)
+
+    from rnnpool_ops.demo.memory import peak_growth_bytes
 
     from benchmarks.cases import BACKENDS, CASES, build, make_inductor_step, make_step
 
@@ -40,11 +34,7 @@ def _measure_here(case_name, side):
     step = make_inductor_step(layer, x, pass_name) if side == "inductor" else make_step(
         layer, x, BACKENDS[side], pass_name)
     step()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = _status_kib("VmRSS")
-    step()
-    return (_status_kib("VmHWM") - before) * 1024
+    return peak_growth_bytes(step)[1]
 
 
 def step_peak_bytes(case_name, side, threads=None):

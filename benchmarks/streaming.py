@@ -15,14 +15,13 @@ Writes benchmarks/results/streaming-<cpu>.md and .json.
 """
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.memory import ENVIRONMENT, _status_kib
+from benchmarks.memory import ENVIRONMENT
 
 VARIANTS = ("plain", "streamed")
 WARMUP_SIZE = 64
@@ -41,11 +40,12 @@ def build(size, variant):
     """The model for `variant` at `size` (the same weights for both), and an input."""
     import torch
 
+    from rnnpool_ops.demo.memory import calibrated
     from rnnpool_ops.models import mobilenetv2_rnnpool
     from rnnpool_ops.streaming import stream
 
     torch.manual_seed(0)
-    model = mobilenetv2_rnnpool().eval()
+    model = calibrated(mobilenetv2_rnnpool())
     runner = stream(model, (3, size, size)) if variant == "streamed" else model
     return model, runner, torch.randn(1, 3, size, size)
 
@@ -54,16 +54,14 @@ def measure_growth_here(size, variant):
     """VmHWM growth of one call, in this (fresh) process; see the module docstring."""
     import torch
 
+    from rnnpool_ops.demo.memory import peak_growth_bytes
+
     with torch.inference_mode():
         model, runner, x = build(WARMUP_SIZE, variant)
         runner(x)
         del runner, x
         _, runner, x = build(size, variant)
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-        before = _status_kib("VmRSS")
-        runner(x)
-        return (_status_kib("VmHWM") - before) * 1024
+        return peak_growth_bytes(lambda: runner(x))[1]
 
 
 def measured_growth(size, variant, threads=None):
@@ -121,7 +119,7 @@ def measure(sizes, reps, threads):
 def markdown(rows, machine, settings):
     from benchmarks.report import header_lines
 
-    lines = header_lines("Memory-bounded inference: MobileNetV2-RNNPool, plain and streamed", machine,
+    lines = header_lines("Memory-bounded inference: MobileNetV2-RNNPool, plain and streamed", machine, "",
                          f"Settings: {settings}. Batch 1, float32, inference; memory in MiB. Growth: VmHWM over "
                          "the RSS before the call, fresh process per variant (MALLOC_MMAP_THRESHOLD_=65536). Live: "
                          "the most bytes of tensors alive at once during the call (profiler), input excluded. "

@@ -20,3 +20,14 @@ def test_memory_table_lists_every_side():
     table = memory_table({"small-map": {side: (i + 1) * 2**20 for i, side in enumerate(SIDES)}})
     assert table.splitlines()[0] == "| case | fused MB | unfused MB | inductor MB |"
     assert table.splitlines()[-1] == "| small-map | 1.0 | 2.0 | 3.0 |"
+
+
+def test_streaming_benchmark_measures_both_variants():
+    from benchmarks.streaming import markdown, measure
+
+    (row,) = measure([96], reps=1, threads=None)
+    for variant in ("plain", "streamed"):
+        assert row[f"{variant}_growth_bytes"] > 0 and row[f"{variant}_live_bytes"] > 0 and row[f"{variant}_ms"] > 0
+    assert row["streamed_live_bytes"] < row["plain_live_bytes"]
+    table = markdown([row], {"cpu": "test"}, {})
+    assert "| 96x96 |" in table and "in stripes of" in table

@@ -27,3 +27,18 @@ def test_demo_prints_metrics_and_writes_benefit_curves(tmp_path):
         assert (tmp_path / f"benefit_curve_{policy}.png").stat().st_size > 0
     speed_rows = re.findall(r"^stages\.\d +\[64, \d+, \d+, \d+\] .*x$", out, re.M)
     assert len(speed_rows) == 2 or "speed table skipped" in out
+
+
+def test_demo_stream_size_prints_measured_memory_against_the_bound():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-m", "rnnpool_ops", "--stream-size", "256"], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    bound = float(re.search(r"analytical peak of live activations .*: (\d+\.\d+) MiB", out)[1])
+    assert abs(bound - 0.239 * (256 / 224) ** 2) < 0.05
+    plain = float(re.search(r"plain model: +peak RSS grew +(\d+\.\d+) MiB", out)[1])
+    streamed = re.search(r"streamed model: peak RSS grew +(\d+\.\d+) MiB .* outputs agree to (\S+) \(relative\)", out)
+    assert streamed and float(streamed[2]) < 1e-4
+    assert plain >= 0 and float(streamed[1]) >= 0
+    assert "in stripes of" in out

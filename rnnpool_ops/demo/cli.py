@@ -9,6 +9,7 @@ import torch
 from ..analysis import count_parameters
 from . import data
 from .evaluate import POLICIES, evaluate
+from .memory import stream_demo
 from .model import LAYERS, build_model, patch_sweep_layers
 from .speed import speed_table
 from .train import train
@@ -34,7 +35,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size (default 64)")
     parser.add_argument("--out", default="demo_output", help="folder for the benefit-curve PNGs (default demo_output)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, initialisation and order (default 0)")
+    parser.add_argument("--stream-size", type=int, metavar="N",
+                        help="instead: run one NxN image (say 2048) through MobileNetV2-RNNPool, plain and streamed "
+                             "(rnnpool_ops.streaming), and print the memory each took, measured, against the "
+                             "analytical peak")
     args = parser.parse_args(argv)
+    if args.stream_size is not None and args.stream_size < 32:
+        parser.error("--stream-size must be at least 32 (MobileNetV2-RNNPool downsamples 32 times)")
     if args.epochs < 1 or args.samples < 1 or args.batch_size < 1:
         parser.error("--epochs, --samples and --batch-size must be positive")
     if args.dataset == "digits" and importlib.util.find_spec("sklearn") is None:
@@ -46,6 +53,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.stream_size is not None:
+        return stream_demo(args.stream_size)
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     dataset = data.load(args.dataset, args.samples, args.seed)

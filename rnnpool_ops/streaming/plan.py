@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from ..layers import _PatchSweep2d
 from ..models.blocks import Classifier, InvertedResidual as BuildersInvertedResidual
 from . import rows
 from .rows import Unsupported
