@@ -11,9 +11,6 @@ struct GatedSkipShape {
   int64_t kernel_h, kernel_w, dilation_h, dilation_w, groups;
   bool relu;
 
-  // The padding that keeps the shape: dilation * (k - 1) / 2 on each side.
-  std::vector<int64_t> padding() const { return {dilation_h * (kernel_h - 1) / 2, dilation_w * (kernel_w - 1) / 2}; }
-  std::vector<int64_t> dilation() const { return {dilation_h, dilation_w}; }
   int64_t plane() const { return height * width; }
   int64_t channels_per_group() const { return channels / groups; }
 };

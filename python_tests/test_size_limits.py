@@ -18,7 +18,7 @@ from argument_cases import valid_args
 from rnnpool_ops import _ops, functional, reference
 from rnnpool_ops._checks import check_sweep_args
 from rnnpool_ops.gated_skip import _checks as gated_checks
-from rnnpool_ops.gated_skip import _ops as gated_ops
+from rnnpool_ops.gated_skip import composite as gated_composite
 from rnnpool_ops.gated_skip import gated_skip_conv2d
 from rnnpool_ops.gated_skip import reference as gated_reference
 
@@ -275,7 +275,7 @@ def test_every_gated_skip_entry_point_refuses_fast(case, point):
 
 def only_reaching_taps(args):
     """The reference on the taps that can read a pixel (what every huge dilation reduces to)."""
-    weight, dilation = gated_ops.reaching_taps(args["weight"], args["dilation"], args["x"].shape[2:])
+    weight, dilation, _ = gated_composite.reaching_taps(args["weight"], args["dilation"], args["x"].shape[2:])
     return gated_reference.gated_skip_conv2d(**{**args, "weight": weight, "dilation": dilation})
 
 
@@ -311,6 +311,22 @@ def test_huge_dilations_match_the_reference(dilation, kernel, shape):
         torch.testing.assert_close(gated_reference.gated_skip_conv2d(**args), got)
 
 
+@pytest.mark.parametrize("dilation, kernel, shape", [
+    ((3000, 3000), 3, (2, 4, 6, 6)),
+    ((3000, 2), (5, 7), (1, 3, 5, 9)),
+    ((2, 3), (7, 5), (2, 2, 7, 4)),
+])
+def test_composite_forward_and_backward_match_the_cpu_kernels(dilation, kernel, shape):
+    # The composite is the CUDA path; on CPU tensors it must agree with the CPU kernels, huge dilations too.
+    args = gated_args(dilation, kernel, shape)
+    torch.testing.assert_close(gated_composite.forward(*args.values()), torch.ops.rnnpool.gated_skip_conv2d(*args.values()))
+    grad_output = torch.randn_like(args["x"])
+    want = torch.ops.rnnpool.gated_skip_conv2d_backward(grad_output, *args.values(), [True, True])
+    got = gated_composite.backward(grad_output, *args.values(), [True, True])
+    for name, g, w in zip(("x", "weight", "bias", "layer_gate", "channel_gate", "scale", "shift"), got, want):
+        torch.testing.assert_close(g, w, msg=lambda m: f"gradient of {name}: {m}")
+
+
 def test_reaching_taps_match_the_full_convolution():
     gen = torch.Generator().manual_seed(3)
     for k in (1, 3, 5, 7):
@@ -319,7 +335,7 @@ def test_reaching_taps_match_the_full_convolution():
                 x = torch.randn(1, 2, h, w, generator=gen, dtype=torch.float64)
                 weight = torch.randn(2, 2, k, k, generator=gen, dtype=torch.float64)
                 pad = d * (k - 1) // 2
-                trimmed, dil = gated_ops.reaching_taps(weight, (d, d), (h, w))
+                trimmed, dil, _ = gated_composite.reaching_taps(weight, (d, d), (h, w))
                 tpad = [t * (s - 1) // 2 for t, s in zip(dil, trimmed.shape[2:])]
                 torch.testing.assert_close(F.conv2d(x, trimmed, padding=tpad, dilation=dil),
                                            F.conv2d(x, weight, padding=pad, dilation=d))

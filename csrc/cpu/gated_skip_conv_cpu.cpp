@@ -11,9 +11,9 @@
 // pass over the output for the blend. With a quarter of the channels active those two took as long
 // as the multiply-adds (benchmarks/results/gated-skip-cpu-*).
 //
-// Backward: the whole convolution once more (batched), one fused element-wise pass for the gate,
-// scale/shift and direct-x gradients and the convolution's output gradient, then ATen's
-// convolution_backward.
+// Backward: the whole convolution once more (batched, with the taps that can read a pixel: see
+// ReachingTaps), one fused element-wise pass for the gate, scale/shift and direct-x gradients and the
+// convolution's output gradient, then ATen's convolution_backward.
 #include <ATen/ATen.h>
 #include <ATen/AccumulateType.h>
 #include <ATen/Parallel.h>
@@ -57,8 +57,39 @@ struct GatedSkipInputs {
     beta = beta.contiguous();
   }
 
-  at::Tensor convolve(const at::Tensor& input, const at::Tensor& w, int64_t groups) const {
-    return at::conv2d(input, w, c10::nullopt, {1, 1}, shape.padding(), shape.dilation(), groups);
+};
+
+// The filters cut to the taps that can read a pixel (reaching_half_kernel, core/checked_size.h), with
+// the padding and dilation that keep the shape: the other taps read only zero padding, so convolving
+// with these alone gives the same output and input gradient, with padding bounded by the image
+// whatever the dilation. The cut-off taps' weight gradients are zero.
+struct ReachingTaps {
+  at::Tensor weight;
+  std::vector<int64_t> padding, dilation;
+  int64_t first_h, first_w;  // the first kept tap of the full filter, per dimension
+
+  explicit ReachingTaps(const GatedSkipInputs& in) {
+    const GatedSkipShape& s = in.shape;
+    const int64_t half_h = reaching_half_kernel(s.kernel_h, s.dilation_h, s.height);
+    const int64_t half_w = reaching_half_kernel(s.kernel_w, s.dilation_w, s.width);
+    first_h = (s.kernel_h - 1) / 2 - half_h;
+    first_w = (s.kernel_w - 1) / 2 - half_w;
+    weight = in.weight.slice(2, first_h, first_h + 2 * half_h + 1).slice(3, first_w, first_w + 2 * half_w + 1);
+    // A single tap is read at offset 0 whatever the dilation.
+    dilation = {half_h ? s.dilation_h : 1, half_w ? s.dilation_w : 1};
+    padding = {dilation[0] * half_h, dilation[1] * half_w};
+  }
+
+  at::Tensor convolve(const at::Tensor& input, int64_t groups) const {
+    return at::conv2d(input, weight.contiguous(), c10::nullopt, {1, 1}, padding, dilation, groups);
+  }
+
+  // The full filters' gradient from the kept taps' one.
+  at::Tensor full_weight_grad(const at::Tensor& grad, const at::Tensor& full_weight) const {
+    if (grad.sizes() == full_weight.sizes()) return grad;
+    at::Tensor full = at::zeros_like(full_weight);
+    full.slice(2, first_h, first_h + grad.size(2)).slice(3, first_w, first_w + grad.size(3)).copy_(grad);
+    return full;
   }
 };
 
@@ -286,7 +317,8 @@ BackwardResult gated_skip_conv2d_backward_cpu(const at::Tensor& grad_output, con
   TORCH_CHECK_TYPE(grad_output.scalar_type() == in.x.scalar_type(), "grad_output must have the dtype of x (",
                    in.x.scalar_type(), "), got ", grad_output.scalar_type());
   const at::Tensor dy = grad_output.contiguous();
-  const at::Tensor conv = in.convolve(in.x, in.weight, s.groups).contiguous();
+  const ReachingTaps taps(in);
+  const at::Tensor conv = taps.convolve(in.x, s.groups).contiguous();
   at::Tensor grad_x = at::empty_like(in.x), grad_conv = at::empty_like(conv);
   PlaneSums sums;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "gated_skip_conv2d_backward_cpu",
@@ -295,11 +327,11 @@ BackwardResult gated_skip_conv2d_backward_cpu(const at::Tensor& grad_output, con
   const at::Tensor none = at::empty({0}, in.x.options());
   at::Tensor grad_weight = none;
   if (conv_grad_mask[0] || conv_grad_mask[1]) {
-    auto grads = at::convolution_backward(grad_conv, in.x, in.weight, c10::nullopt, {1, 1}, s.padding(),
-                                          s.dilation(), false, {0, 0}, s.groups,
+    auto grads = at::convolution_backward(grad_conv, in.x, taps.weight.contiguous(), c10::nullopt, {1, 1},
+                                          taps.padding, taps.dilation, false, {0, 0}, s.groups,
                                           {conv_grad_mask[0], conv_grad_mask[1], false});
     if (conv_grad_mask[0]) grad_x.add_(std::get<0>(grads));
-    if (conv_grad_mask[1]) grad_weight = std::get<1>(grads);
+    if (conv_grad_mask[1]) grad_weight = taps.full_weight_grad(std::get<1>(grads), in.weight);
   }
   if (!conv_grad_mask[0]) grad_x = none;
   const at::Tensor dz_per_channel = sums.dz.sum(0);

@@ -15,19 +15,6 @@ OP_REGISTERED = _extension.extension_available() and hasattr(torch.ops.rnnpool, 
 _GRAD_INPUTS = ("x", "weight", "bias", "layer_gate", "channel_gate", "scale", "shift")
 
 
-def reaching_taps(weight, dilation, image_size):
-    """The taps of the shape-keeping dilated filters that can read a pixel, and the dilation to use
-    with them (csrc/core/checked_size.h reaching_half_kernel: the others read zero padding for
-    every output pixel). A kernel keeps its centre and min((k - 1) // 2, (extent - 1) // dilation)
-    taps on each side, so the offsets the kernel computes stay within the image for any dilation."""
-    halves = [min((k - 1) // 2, (extent - 1) // d) for k, d, extent in zip(weight.shape[2:], dilation, image_size)]
-    centres = [(k - 1) // 2 for k in weight.shape[2:]]
-    (hh, hw), (ch, cw) = halves, centres
-    trimmed = weight[:, :, ch - hh : ch + hh + 1, cw - hw : cw + hw + 1]
-    # A single tap is read at offset 0 whatever the dilation: keep it small for the kernel's constants.
-    return trimmed, [d if half else 1 for d, half in zip(dilation, halves)]
-
-
 def fused_available(device_type):
     return OP_REGISTERED and device_type in ("cpu", "cuda")
 
@@ -84,7 +71,7 @@ if OP_REGISTERED:
         except ImportError:
             return composite.forward(*args)
         m, alpha, beta = composite.gate_and_epilogue(x, bias, layer_gate, channel_gate, scale, shift)
-        weight, dilation = reaching_taps(weight, dilation, x.shape[2:])
+        weight, dilation, _ = composite.reaching_taps(weight, dilation, x.shape[2:])
         return triton_kernels.gated_skip_conv2d_forward(
             x.contiguous(), weight.contiguous(), alpha.contiguous(), beta.contiguous(), m.contiguous(), dilation,
             activation == "relu")
