@@ -192,3 +192,28 @@ def test_shares_parameters_and_plans_each_layer():
     names = [name for layer in streamed.plan for name in layer.names]
     expected = [name for name, _ in flatten(model)]
     assert names == expected
+
+
+def test_empty_batch_and_non_contiguous_inputs():
+    model = randomized(mobilenetv2_rnnpool_vww())
+    streamed = stream(model, (3, 64, 48))
+    x = torch.randn(2, 3, 48, 64, dtype=torch.float64).transpose(2, 3)
+    with torch.no_grad():
+        assert streamed(torch.zeros(0, 3, 64, 48, dtype=torch.float64)).shape == (0, 2)
+        for layout in (x, x.contiguous(memory_format=torch.channels_last)):
+            assert relative_error(streamed(layout), model(layout)) < 1e-10
+
+
+def test_errors_name_the_layer():
+    model = randomized(mobilenetv2_rnnpool_vww())
+    with pytest.raises(ValueError, match=r"cannot run on inputs of input_shape \(4, 64, 64\): its layer 0.0 \(Conv2d\)"):
+        stream(model, (4, 64, 64))
+    unfoldable = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
+                               RNNPool2d(4, 4, 4, 4)).eval()
+    with pytest.raises(ValueError, match=r"1 \(BatchNorm2d\): a batch norm without running statistics"):
+        stream(unfoldable, (3, 20, 20))
+    swapped = randomized(nn.Sequential(nn.Conv2d(3, 4, 3), RNNPool2d(4, 4, 4, 4)))
+    swapped[1].fix_input_size((18, 18), "swap_pooling(input_shape=(3, 20, 20))")
+    with pytest.raises(ValueError, match=r"swap_pooling\(input_shape=\(3, 20, 20\)\)"):
+        stream(swapped, (3, 24, 24))
+    assert_streams_exactly(swapped, (3, 20, 20))

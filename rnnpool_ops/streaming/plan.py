@@ -62,7 +62,11 @@ def trace_shapes(entries, input_shape, dtype, device):
             if shape is None:
                 traced.append(Entry(name, module))
                 continue
-            t = module(t)
+            try:
+                t = module(t)
+            except Exception as error:
+                raise ValueError(f"the model cannot run on inputs of input_shape {tuple(input_shape)}: its layer {name} "
+                                 f"({type(module).__name__}) fails on a {list(shape)} sample: {error}") from error
             out_shape = tuple(t.shape[1:]) if torch.is_tensor(t) else None
             traced.append(Entry(name, module, shape, out_shape))
             shape = out_shape
@@ -126,6 +130,9 @@ def row_layers(entries):
             if _keeps_forward(module, nn.Conv2d):
                 following = entries[i + 1].module if i + 1 < len(entries) else None
                 bn = following if _keeps_forward(following, nn.BatchNorm2d) else None
+                if bn is not None and not rows.foldable(bn):
+                    entry, module = entries[i + 1], bn  # named itself
+                    rows.batch_norm_affine(bn)  # raises why
                 layer, used = rows.conv_window(module, bn), 1 + (bn is not None)
             elif _keeps_forward(module, nn.BatchNorm2d):
                 layer, used = rows.affine(module), 1

@@ -39,7 +39,7 @@ def conv1x1(x, weight, bias=None):
     out = torch.matmul(weight.view(weight.shape[0], channels), x.reshape(n, channels, height * width))
     if bias is not None:
         out.add_(bias[:, None])
-    return out.view(n, -1, height, width)
+    return out.view(n, weight.shape[0], height, width)
 
 
 class Pointwise:
@@ -198,9 +198,14 @@ def no_activation(t, owned):
     return t
 
 
+def foldable(bn):
+    """Whether an eval-mode batch norm is a fixed per-channel affine map."""
+    return bn.track_running_stats and bn.running_mean is not None
+
+
 def batch_norm_affine(bn):
     """(scale, shift) of an eval-mode batch norm, y = x * scale + shift per channel."""
-    if not bn.track_running_stats or bn.running_mean is None:
+    if not foldable(bn):
         raise Unsupported("a batch norm without running statistics (track_running_stats=False) normalises "
                           "each batch by itself")
     scale = torch.rsqrt(bn.running_var + bn.eps)
