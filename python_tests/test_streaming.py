@@ -217,3 +217,13 @@ def test_errors_name_the_layer():
     with pytest.raises(ValueError, match=r"swap_pooling\(input_shape=\(3, 20, 20\)\)"):
         stream(swapped, (3, 24, 24))
     assert_streams_exactly(swapped, (3, 20, 20))
+
+
+def test_an_inverted_residual_of_another_shape_runs_plainly_after_the_pool():
+    from rnnpool_ops.models.blocks import InvertedResidual
+
+    odd = InvertedResidual(16, 16, 1, 2)
+    odd.conv[0][0] = nn.Conv2d(16, 32, 1, groups=2, bias=False)  # a grouped expansion: not the tiled form
+    model = randomized(nn.Sequential(RNNPool2d(3, 4, 4, 4, 2), odd, InvertedResidual(16, 8, 2, 3)))
+    streamed = assert_streams_exactly(model, (3, 30, 26))
+    assert [layer.how.split(",")[0] for layer in streamed.plan[1:]] == ["plain", "tiled"]

@@ -99,9 +99,12 @@ def inverted_residual(block):
         groups.append((rows.conv_window(conv, bn), act or rows.no_activation))
     if len(groups) == 2:
         groups.insert(0, (None, rows.no_activation))
-    if len(groups) != 3 or groups[1][0].groups != groups[1][0].weight.shape[0]:
+    if len(groups) != 3:
         raise Unsupported("its convolutions are not expand 1x1, depthwise, project 1x1")
     (expand, expand_act), (depthwise, depthwise_act), (project, project_act) = groups
+    if (depthwise.groups != depthwise.weight.shape[0] or depthwise.weight.shape[1] != 1
+            or not all(rows.is_pointwise(conv) and conv.groups == 1 for conv in (expand, project) if conv is not None)):
+        raise Unsupported("its convolutions are not expand 1x1, depthwise, project 1x1")
     if project_act is not rows.no_activation:
         raise Unsupported("its projection has an activation")
     residual = bool(getattr(block, "residual", getattr(block, "use_res_connect", False)))
