@@ -320,7 +320,7 @@ def suffix_units(entries, budget):
             except Unsupported:
                 used = None
             if used is not None:
-                units.append((WholeRows(layer, entry.in_shape[1]),
+                units.append((WholeRows(layer, entry.in_shape[1], used[-1].out_shape[1]),
                               StreamedLayer(tuple(e.name for e in used), "plain, batch norm folded"
                                             if len(used) == 2 else "plain")))
                 i += len(used)

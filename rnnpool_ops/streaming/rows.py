@@ -29,10 +29,6 @@ def input_rows(a, b, kernel, stride, padding, dilation):
     return a * stride - padding, (b - 1) * stride - padding + dilation * (kernel - 1) + 1
 
 
-def window_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def conv1x1(x, weight, bias=None):
     """A 1x1 convolution as a matrix product: on row slices F.conv2d copies and unfolds, 2-3x slower."""
     n, channels, height, width = x.shape
@@ -45,15 +41,11 @@ def conv1x1(x, weight, bias=None):
 class Pointwise:
     """An elementwise layer: output row i reads input row i."""
 
-    def __init__(self, apply, channels_out=None):
+    def __init__(self, apply):
         self.apply = apply  # apply(t, owned) -> t
-        self.channels_out = channels_out
 
     def input_rows(self, a, b):
         return a, b
-
-    def out_size(self, height, width):
-        return height, width
 
     def rows(self, x, top, bottom, owned):
         return self.apply(x, owned)
@@ -68,14 +60,9 @@ class Window:
         self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
         self.pad_mode = pad_mode
         self.options = options or {}
-        self.channels_out = None if weight is None else weight.shape[0]
 
     def input_rows(self, a, b):
         return input_rows(a, b, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0])
-
-    def out_size(self, height, width):
-        return tuple(window_size(s, *g) for s, g in zip((height, width), zip(self.kernel, self.stride, self.padding,
-                                                                              self.dilation)))
 
     def rows(self, x, top, bottom, owned):
         pad_width = self.padding[1]
@@ -104,14 +91,10 @@ class InvertedResidual:
         self.depthwise, self.depthwise_act = depthwise, depthwise_act
         self.project, self.residual = project, residual
         self.hidden = depthwise.weight.shape[0]
-        self.channels_out = project.weight.shape[0]
         self.chunk = self.hidden  # expanded channels computed at a time (the streamer may lower it)
 
     def input_rows(self, a, b):
         return self.depthwise.input_rows(a, b)
-
-    def out_size(self, height, width):
-        return self.depthwise.out_size(height, width)
 
     def rows(self, x, top, bottom, owned):
         out = None

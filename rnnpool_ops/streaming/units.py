@@ -75,13 +75,12 @@ class FoldedPool(nn.Module):
 
 
 class WholeRows(nn.Module):
-    def __init__(self, layer, height):
+    def __init__(self, layer, in_height, out_height):
         super().__init__()
-        self.layer, self.height = layer, height
+        self.layer, self.in_height, self.out_height = layer, in_height, out_height
 
     def forward(self, x):
-        out_height = self.layer.out_size(self.height, x.shape[3])[0]
-        return run_rows(self.layer, x, 0, out_height, self.height)
+        return run_rows(self.layer, x, 0, self.out_height, self.in_height)
 
 
 class Plain(nn.Module):
