@@ -16,6 +16,18 @@ from torch import nn
 from .rows import chain_rows, run_rows
 
 
+def assemble_rows(height, step, rows_of):
+    """Output rows [0, height), computed `step` at a time by rows_of(first, last), in one tensor."""
+    out = None
+    for first in range(0, height, step):
+        last = min(first + step, height)
+        part = rows_of(first, last)
+        if out is None:
+            out = part.new_empty((*part.shape[:2], height, part.shape[3]))
+        out[:, :, first:last] = part
+    return out
+
+
 class StripedSweep(nn.Module):
     def __init__(self, layers, heights, sweep, sweep_height, out_height, stripe_rows):
         super().__init__()
@@ -25,19 +37,16 @@ class StripedSweep(nn.Module):
 
     def forward(self, x):
         kernel, stride, padding = self.sweep.kernel_size[0], self.sweep.stride[0], self.sweep.padding[0]
-        out = None
-        for first in range(0, self.out_height, self.stripe_rows):
-            last = min(first + self.stripe_rows, self.out_height)
+
+        def stripe(first, last):
             lo, hi = first * stride - padding, (last - 1) * stride - padding + kernel
             start, stop = max(lo, 0), min(hi, self.sweep_height)
-            stripe = chain_rows(self.layers, self.heights, x, start, stop) if self.layers else x[:, :, start:stop]
+            rows = chain_rows(self.layers, self.heights, x, start, stop) if self.layers else x[:, :, start:stop]
             if lo < start or hi > stop:
-                stripe = torch.nn.functional.pad(stripe, (0, 0, start - lo, hi - stop))
-            pooled = self.sweep.sweep(stripe, padding=(0, self.sweep.padding[1]))
-            if out is None:
-                out = pooled.new_empty((*pooled.shape[:2], self.out_height, pooled.shape[3]))
-            out[:, :, first:last] = pooled
-        return out
+                rows = torch.nn.functional.pad(rows, (0, 0, start - lo, hi - stop))
+            return self.sweep.sweep(rows, padding=(0, self.sweep.padding[1]))
+
+        return assemble_rows(self.out_height, self.stripe_rows, stripe)
 
 
 class Tiled(nn.Module):
@@ -48,14 +57,8 @@ class Tiled(nn.Module):
     def forward(self, x):
         if self.tile_rows >= self.out_height:
             return run_rows(self.layer, x, 0, self.out_height, self.in_height)
-        out = None
-        for first in range(0, self.out_height, self.tile_rows):
-            last = min(first + self.tile_rows, self.out_height)
-            tile = run_rows(self.layer, x, first, last, self.in_height)
-            if out is None:
-                out = tile.new_empty((*tile.shape[:2], self.out_height, tile.shape[3]))
-            out[:, :, first:last] = tile
-        return out
+        return assemble_rows(self.out_height, self.tile_rows,
+                             lambda first, last: run_rows(self.layer, x, first, last, self.in_height))
 
 
 class FoldedPool(nn.Module):
