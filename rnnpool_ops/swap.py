@@ -317,8 +317,9 @@ def convert_edgeml_modules(model, kernel_size=None, stride=None, padding=0, inpu
         raise ValueError("model is itself an EdgeML RNNPool: build its replacement with RNNPool2d.from_edgeml")
     modules = {prefix[:-1]: model.get_submodule(prefix[:-1]) for prefix in prefixes}
     geometry = _edgeml_geometry(list(modules), modules, kernel_size, stride, padding)
+    # Each new layer on its module's device (from_edgeml builds on the CPU) and in its mode.
     layers = {name: RNNPool2d.from_edgeml(state_dict, *geometry[name], prefix=f"{name}.", **from_edgeml_options)
-              .train(module.training) for name, module in modules.items()}
+              .to(analysis.model_dtype_device(module)[1]).train(module.training) for name, module in modules.items()}
     before = _costs(model, input_shape)
     replaced = [Replacement((name,), type(modules[name]).__name__, repr(layer)) for name, layer in layers.items()]
     return _replace(model, layers, input_shape, before, replaced,
