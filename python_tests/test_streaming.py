@@ -227,3 +227,12 @@ def test_an_inverted_residual_of_another_shape_runs_plainly_after_the_pool():
     model = randomized(nn.Sequential(RNNPool2d(3, 4, 4, 4, 2), odd, InvertedResidual(16, 8, 2, 3)))
     streamed = assert_streams_exactly(model, (3, 30, 26))
     assert [layer.how.split(",")[0] for layer in streamed.plan[1:]] == ["plain", "tiled"]
+
+
+def test_a_batch_norm_without_statistics_after_the_pool_runs_plainly():
+    # It normalises each batch by itself, so it cannot be folded into the pool's tiles.
+    head = randomized(nn.Sequential(RNNPool2d(3, 4, 4, 4, 2), nn.Conv2d(16, 8, 1)))
+    model = nn.Sequential(*head, nn.BatchNorm2d(8, track_running_stats=False).double(), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1)).eval()
+    streamed = assert_streams_exactly(model, (3, 22, 30), batch=3)
+    assert [layer.how for layer in streamed.plan[1:3]] == ["plain", "plain"]

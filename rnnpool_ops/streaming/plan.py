@@ -336,8 +336,8 @@ def _pointwise(entries, index):
     if entry.in_shape is None:
         return False
     module = entry.module
-    if _keeps_forward(module, nn.BatchNorm2d):
-        return True
+    if _keeps_forward(module, nn.BatchNorm2d):  # folded into the conv before it, or an affine map
+        return rows.foldable(module)
     try:
         (_, layer), = row_layers([entry])
     except Unsupported:
