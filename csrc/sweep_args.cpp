@@ -56,7 +56,7 @@ void check_pair(at::IntArrayRef v, const char* arg, int64_t minimum) {
 // backend allocates: the output, and a bound of the per-sample workspace of every backend: the
 // padded image (the Triton backend materialises it) plus, for each patch, its kh + kw sequences
 // of up to max(kh, kw) steps (the reference and Triton backends keep every step of every patch,
-// the CPU backward RNN1's tapes), at most C + 8 * hidden values per step.
+// the CPU backward RNN1's tapes and their input gradients), at most C + 12 * hidden values per step.
 // rnnpool_ops/_checks.py (_check_sweep_sizes) applies the same rules.
 void check_sweep_sizes(const SweepShape& s, int64_t element_bytes, at::IntArrayRef kernel_size,
                        at::IntArrayRef stride, at::IntArrayRef padding, const at::Tensor& x) {
@@ -70,7 +70,7 @@ void check_sweep_sizes(const SweepShape& s, int64_t element_bytes, at::IntArrayR
   const Size padded = (Size(s.height) + Size(2) * Size(s.pad_h)) * (Size(s.width) + Size(2) * Size(s.pad_w));
   const Size steps = Size(s.out_h()) * Size(s.out_w()) * Size(s.summaries()) *
                      max(Size(s.kernel_h), Size(s.kernel_w));
-  const Size workspace = (padded + steps) * (Size(s.channels) + Size(8) * max(Size(s.hidden1), Size(s.hidden2))) *
+  const Size workspace = (padded + steps) * (Size(s.channels) + Size(12) * max(Size(s.hidden1), Size(s.hidden2))) *
                          Size(element_bytes);
   TORCH_CHECK_VALUE(workspace.within(kMaxAllocationBytes), "kernel_size ", kernel_size, ", stride ", stride,
                     " and padding ", padding, " on x ", x.sizes(), " need a workspace of ", describe_bytes(workspace),

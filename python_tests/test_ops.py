@@ -148,10 +148,22 @@ def test_export():
     torch.testing.assert_close(program.module()(x), Layer()(x))
 
 
+# Shapes that the CPU op schedules differently on one thread and on several: a batch in one chunk
+# (its phases spread over the threads), a single sample, many small maps in one chunk, and a chunk
+# per sample (whole chunks per thread).
+THREADING_SHAPES = {
+    "batch": ((7, 5, 13, 11), (3, 2), 1, (8, 4)),
+    "one_sample": ((1, 3, 40, 37), 4, 2, (8, 4)),
+    "small_maps": ((45, 3, 4, 4), 4, 4, (8, 4)),
+    "sample_per_chunk": ((3, 4, 112, 112), 6, 4, (16, 8)),
+}
+
+
+@pytest.mark.parametrize("shape", list(THREADING_SHAPES))
 @pytest.mark.parametrize("variant", ["rnnpool_fastgrnn", "rex_gru"])
-def test_same_result_for_any_thread_count(variant):
-    args = make_args("odd_stride1", variant, torch.float32, hidden=(8, 4))
-    args["x"] = torch.randn(7, 5, 13, 11).requires_grad_()
+def test_same_result_for_any_thread_count(variant, shape):
+    size, kernel, stride, hidden = THREADING_SHAPES[shape]
+    args = make_args((*size, kernel, stride, 0), variant, torch.float32, hidden=hidden)
     grad_output = torch.randn_like(fused(args))
     threads = torch.get_num_threads()
     try:

@@ -107,7 +107,7 @@ def _output_size(x, kernel_size, stride, padding):
 def _check_sweep_sizes(x, kernel_size, stride, padding, parts, hidden1, hidden2, out_h, out_w):
     """The output and a bound of every backend's per-sample workspace must fit MAX_ALLOCATION_BYTES
     (the rule of csrc/sweep_args.cpp check_sweep_sizes: the padded image plus kh + kw sequences of
-    up to max(kh, kw) steps per patch, at most C + 8 * hidden values per step)."""
+    up to max(kh, kw) steps per patch, at most C + 12 * hidden values per step)."""
     n, c, h, w = x.shape
     (kh, kw), (ph, pw), item = kernel_size, padding, x.element_size()
     where = f"kernel_size {list(kernel_size)}, stride {list(stride)} and padding {list(padding)} on x {list(x.shape)}"
@@ -117,7 +117,7 @@ def _check_sweep_sizes(x, kernel_size, stride, padding, parts, hidden1, hidden2,
         raise ValueError(f"{where} give an output of [{n}, {blocks} * {hidden2}, {out_h}, {out_w}]: "
                          f"{describe_bytes(output)}, over the limit of 2^40 bytes")
     steps = out_h * out_w * (kh + kw) * max(kh, kw)
-    workspace = ((h + 2 * ph) * (w + 2 * pw) + steps) * (c + 8 * max(hidden1, hidden2)) * item
+    workspace = ((h + 2 * ph) * (w + 2 * pw) + steps) * (c + 12 * max(hidden1, hidden2)) * item
     if workspace > MAX_ALLOCATION_BYTES:
         raise ValueError(f"{where} need a workspace of {describe_bytes(workspace)} per sample, over the limit of "
                          "2^40 bytes")

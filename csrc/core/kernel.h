@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -11,23 +12,28 @@
 
 namespace rnnpool {
 
-// One sweep configuration (shape, cell, weights); see sweep.h for what each phase does.
+// How the core runs independent tasks: parallel(tasks, run) calls run(begin, end) on disjoint
+// ranges covering [0, tasks), possibly concurrently, and returns when all are done. No result
+// depends on how the tasks are split or ordered (each task writes its own memory and every sum
+// runs in a fixed order), so a serial loop gives the same bits as any thread pool.
+using ParallelFor = std::function<void(int64_t tasks, const std::function<void(int64_t, int64_t)>& run)>;
+
+// One sweep configuration (shape, cell, weights); see sweep.h for what each phase does. Both passes
+// take a chunk of `samples` consecutive samples (x [samples][C][H][W]) and a buffer for its
+// intermediates; the lane groups span the chunk's samples, and every phase is parallel over them.
 template <class T>
 class SweepKernel {
  public:
   virtual ~SweepKernel() = default;
   virtual const GradOffsets& layout() const = 0;
-  virtual int64_t projection_size() const = 0;  // elements per sample
-  virtual int64_t summaries_size() const = 0;   // elements per sample
-  virtual int64_t sequence_groups() const = 0;  // per sample
-  virtual int64_t patch_groups() const = 0;     // per sample
-  virtual int64_t workspace_size() const = 0;   // elements per thread
-  virtual int64_t backward_buffer_size() const = 0;
-  virtual void project(const T* x_sample, int64_t begin, int64_t end, T* P) const = 0;
-  virtual void summarize(const T* P, int64_t group, T* summaries, T* ws) const = 0;
-  virtual void pool(const T* summaries, int64_t group, T* out, T* ws) const = 0;
-  virtual void backward_sample(const T* x_sample, const T* grad_out, T* dx_sample, double* grad,
-                               T* buffers) const = 0;
+  virtual int64_t forward_buffer_size(int64_t samples) const = 0;   // elements
+  virtual int64_t backward_buffer_size(int64_t samples) const = 0;  // elements
+  // out: [samples][C_out][out_h][out_w], overwritten.
+  virtual void forward(const T* x, int64_t samples, T* out, T* buffer, const ParallelFor& parallel) const = 0;
+  // dx (overwritten) and grad (see layout(), accumulated) for grad_out [samples][C_out][out_h][out_w].
+  virtual void backward(const T* x, const T* grad_out, int64_t samples, T* dx, double* grad, T* buffer,
+                        const ParallelFor& parallel) const = 0;
+  // After every chunk's backward: the chain rule through the cell's constrained parameters.
   virtual void finalize(double* grad) const = 0;
 };
 

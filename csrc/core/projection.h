@@ -58,44 +58,66 @@ void project_pixels(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, 
     }
 }
 
-// The transpose of project_pixels, given dP [npix][G]: overwrites dx[c][pix] = sum_g W[g][c] dP[pix][g]
-// and adds dW[g][c] += sum_pix dP[pix][g] x[c][pix] (summed per pixel lane in T, then over lanes in
-// double, in a fixed order). dPt: room for dP transposed, G * npix elements.
+// out[g * n + q] = in[q * G + g] for q < n, g < G: whole register transposes, the edges value by
+// value (a plain loop would store with a stride of n values, which for n a multiple of 1024 maps
+// every row to the same cache set).
 template <class T>
-void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, const T* dP, T* dx,
-                             double* dW, T* dPt) {
-  // One register of pixels per block (small maps, e.g. one 4x4 patch per sample, still fill
-  // whole blocks), and enough channels per block to cover the FMA latency.
+void transpose_rows(const T* in, int64_t n, int64_t G, T* out) {
+  constexpr int TW = Transpose<T>::kWidth;
+  const int64_t whole_q = n / TW * TW, whole_g = G / TW * TW;
+  const T* rows[TW];
+  for (int64_t q0 = 0; q0 < whole_q; q0 += TW) {
+    for (int j = 0; j < TW; ++j) rows[j] = in + (q0 + j) * G;
+    for (int64_t g0 = 0; g0 < whole_g; g0 += TW) Transpose<T>::block(rows, g0, out + g0 * n + q0, n);
+  }
+  for (int64_t q = 0; q < n; ++q)
+    for (int64_t g = q < whole_q ? whole_g : 0; g < G; ++g) out[g * n + q] = in[q * G + g];
+}
+
+// The transpose of project_pixels for pixels [begin, end) of `samples` consecutive samples (x and
+// dx [samples][C][npix]), given their dP [samples][end - begin][G]: overwrites dx[n][c][pix] =
+// sum_g W[g][c] dP[n][pix][g] and adds dW[g][c] += sum_{n, pix} dP[n][pix][g] x[n][c][pix] (summed
+// per pixel lane in T, then over lanes in double, in a fixed order). dPt: room for dP transposed,
+// G * samples * (end - begin) elements.
+template <class T>
+void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t samples,
+                             int64_t begin, int64_t end, const T* dP, T* dx, double* dW, T* dPt) {
+  // One register of pixels per block, and enough channels per block to cover the FMA latency.
   constexpr int PB = Vec<T>::kWidth, kBlock = kBlockRows<T, PB>;
   using Regs = LaneRegs<T, PB>;
-  for (int64_t p = 0; p < npix; ++p)
-    for (int64_t g = 0; g < G; ++g) dPt[g * npix + p] = dP[p * G + g];
-  const int64_t full = npix / PB * PB;
-  // dx, kBlock channels at a time over full pixel blocks; the tail pixels one by one.
-  for (int64_t p0 = 0; p0 < full; p0 += PB) {
-    int64_t c = 0;
-    for (; c + kBlock <= C; c += kBlock) {
-      Regs acc[kBlock];
-      for (int i = 0; i < kBlock; ++i) acc[i] = Regs::splat(T(0));
-      for (int64_t g = 0; g < G; ++g) {
-        const Regs d = Regs::load(dPt + g * npix + p0);
-        for (int i = 0; i < kBlock; ++i) acc[i].fma(W[g * C + c + i], d);
+  const int64_t n = end - begin, full = n / PB * PB, row = samples * n;  // dPt[g]: row values
+  transpose_rows(dP, row, G, dPt);
+  // Sample k's column c of x and dx, from the first pixel of the range.
+  auto x_at = [&](int64_t k, int64_t c) { return x + (k * C + c) * npix + begin; };
+  auto dx_at = [&](int64_t k, int64_t c) { return dx + (k * C + c) * npix + begin; };
+  for (int64_t k = 0; k < samples; ++k) {
+    const T* d = dPt + k * n;  // this sample's dP^T: d[g * row + p]
+    // dx, kBlock channels at a time over full pixel blocks; the tail pixels one by one.
+    for (int64_t p0 = 0; p0 < full; p0 += PB) {
+      int64_t c = 0;
+      for (; c + kBlock <= C; c += kBlock) {
+        Regs acc[kBlock];
+        for (int i = 0; i < kBlock; ++i) acc[i] = Regs::splat(T(0));
+        for (int64_t g = 0; g < G; ++g) {
+          const Regs dv = Regs::load(d + g * row + p0);
+          for (int i = 0; i < kBlock; ++i) acc[i].fma(W[g * C + c + i], dv);
+        }
+        for (int i = 0; i < kBlock; ++i) acc[i].store(dx_at(k, c + i) + p0);
       }
-      for (int i = 0; i < kBlock; ++i) acc[i].store(dx + (c + i) * npix + p0);
+      for (; c < C; ++c) {
+        Regs acc = Regs::splat(T(0));
+        for (int64_t g = 0; g < G; ++g) acc.fma(W[g * C + c], Regs::load(d + g * row + p0));
+        acc.store(dx_at(k, c) + p0);
+      }
     }
-    for (; c < C; ++c) {
-      Regs acc = Regs::splat(T(0));
-      for (int64_t g = 0; g < G; ++g) acc.fma(W[g * C + c], Regs::load(dPt + g * npix + p0));
-      acc.store(dx + c * npix + p0);
-    }
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t p = full; p < n; ++p) {
+        T acc = 0;
+        for (int64_t g = 0; g < G; ++g) acc += W[g * C + c] * d[g * row + p];
+        dx_at(k, c)[p] = acc;
+      }
   }
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t p = full; p < npix; ++p) {
-      T acc = 0;
-      for (int64_t g = 0; g < G; ++g) acc += W[g * C + c] * dPt[g * npix + p];
-      dx[c * npix + p] = acc;
-    }
-  // dW: per (g, c) a dot product over the pixels, kBlock channels at a time.
+  // dW: per (g, c) a dot product over the samples' pixels, kBlock channels at a time.
   auto reduce = [&](const Regs& lanes, T tail, double* out) {
     T v[PB];
     lanes.store(v);
@@ -104,26 +126,30 @@ void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64
     *out += sum;
   };
   for (int64_t g = 0; g < G; ++g) {
-    const T* d = dPt + g * npix;
     int64_t c = 0;
     for (; c + kBlock <= C; c += kBlock) {
       Regs acc[kBlock];
       for (int i = 0; i < kBlock; ++i) acc[i] = Regs::splat(T(0));
-      for (int64_t p0 = 0; p0 < full; p0 += PB) {
-        const Regs dv = Regs::load(d + p0);
-        for (int i = 0; i < kBlock; ++i) acc[i].mul_add(dv, Regs::load(x + (c + i) * npix + p0));
+      T tail[kBlock] = {};
+      for (int64_t k = 0; k < samples; ++k) {
+        const T* d = dPt + g * row + k * n;
+        for (int64_t p0 = 0; p0 < full; p0 += PB) {
+          const Regs dv = Regs::load(d + p0);
+          for (int i = 0; i < kBlock; ++i) acc[i].mul_add(dv, Regs::load(x_at(k, c + i) + p0));
+        }
+        for (int i = 0; i < kBlock; ++i)
+          for (int64_t p = full; p < n; ++p) tail[i] += d[p] * x_at(k, c + i)[p];
       }
-      for (int i = 0; i < kBlock; ++i) {
-        T tail = 0;
-        for (int64_t p = full; p < npix; ++p) tail += d[p] * x[(c + i) * npix + p];
-        reduce(acc[i], tail, dW + g * C + c + i);
-      }
+      for (int i = 0; i < kBlock; ++i) reduce(acc[i], tail[i], dW + g * C + c + i);
     }
     for (; c < C; ++c) {
       Regs acc = Regs::splat(T(0));
-      for (int64_t p0 = 0; p0 < full; p0 += PB) acc.mul_add(Regs::load(d + p0), Regs::load(x + c * npix + p0));
       T tail = 0;
-      for (int64_t p = full; p < npix; ++p) tail += d[p] * x[c * npix + p];
+      for (int64_t k = 0; k < samples; ++k) {
+        const T* d = dPt + g * row + k * n;
+        for (int64_t p0 = 0; p0 < full; p0 += PB) acc.mul_add(Regs::load(d + p0), Regs::load(x_at(k, c) + p0));
+        for (int64_t p = full; p < n; ++p) tail += d[p] * x_at(k, c)[p];
+      }
       reduce(acc, tail, dW + g * C + c);
     }
   }

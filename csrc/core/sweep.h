@@ -9,14 +9,20 @@
 //                 overlapping patches): with patch 6 / stride 4 this is 2/3 of the naive work;
 //   3. pool:      per patch, RNN2 both ways over the gathered summaries and ReX's projection.
 // Phases 2 and 3 work in "groups" of L sequences or patches swept together, one per lane
-// (lanes.h), so every step is a small dense kernel over L lanes with the weights in cache.
+// (lanes.h), so every step is a small dense kernel over L lanes with the weights in cache. Both
+// passes take a chunk of samples at a time, and the groups run over the whole chunk (a sample with
+// one patch does not leave L - 1 lanes idle); every phase is parallel over its groups or pixels,
+// so a single sample is spread over all threads too.
 //
-// The op saves only its inputs: backward_sample recomputes a sample's forward, keeping RNN1's tape
-// (the gate activations of every step) for the sample and recomputing RNN2's small tape per patch
-// group (see rnn1_tape_size). Saving the tapes of the whole batch in the forward would cost 3-5 x
-// hidden values per step per sample of memory between the passes, which is what RNNPool exists to
-// avoid. Parameter gradients accumulate per lane and are summed over lanes and then over samples in
-// a fixed order, so results do not depend on the thread count.
+// The op saves only its inputs: the backward recomputes the chunk's forward, keeping RNN1's tape
+// (the gate activations of every step) and recomputing RNN2's small tape per patch group (see
+// rnn1_tape_size). Saving the tapes of the whole batch in the forward would cost 3-5 x hidden
+// values per step per sample of memory between the passes, which is what RNNPool exists to avoid.
+// No task of the backward adds into memory another task writes: each patch group leaves the
+// gradients of the summaries it read in its own slot and each sequence group those of its inputs,
+// and a gather phase sums them per summary or pixel in a fixed order; parameter gradients are summed
+// per lane, then per unit of a fixed number of groups into the unit's own slot, then over the units
+// in order. So no result depends on the thread count or the schedule.
 #pragma once
 
 #include <algorithm>
@@ -68,80 +74,101 @@ class PatchSweep final : public SweepKernel<T> {
         tape2_(Cell::tape_size(s.hidden2)),
         covered_rows_(covered(s.out_h(), s.stride_h, s.kernel_h)),
         covered_cols_(covered(s.out_w(), s.stride_w, s.kernel_w)),
+        covered_row_index_(positions(covered_rows_, (s.out_h() - 1) * s.stride_h + s.kernel_h)),
+        covered_col_index_(positions(covered_cols_, (s.out_w() - 1) * s.stride_w + s.kernel_w)),
+        row_windows_(windows(s.out_h(), s.stride_h, s.kernel_h, (s.out_h() - 1) * s.stride_h + s.kernel_h)),
+        col_windows_(windows(s.out_w(), s.stride_w, s.kernel_w, (s.out_w() - 1) * s.stride_w + s.kernel_w)),
         padded_h_((s.out_h() - 1) * s.stride_h + s.kernel_h),
         padded_w_((s.out_w() - 1) * s.stride_w + s.kernel_w),
+        out_h_(s.out_h()),
+        out_w_(s.out_w()),
+        patches_(s.patches()),
+        summaries_per_sample_(out_w_ * padded_h_ + out_h_ * padded_w_),
+        block_samples_(std::max<int64_t>(1, 8 * L / std::min(row_sequences(), col_sequences()))),
         workspace_(carve_workspace()) {}
 
   const GradOffsets& layout() const override { return layout_; }
-  int64_t projection_size() const override { return s_.pixels() * g1_; }  // per sample
-  // Row summaries [out_w][padded_h][h1], then column summaries [out_h][padded_w][h1] (per sample).
-  int64_t summaries_size() const override { return (s_.out_w() * padded_h_ + s_.out_h() * padded_w_) * s_.hidden1; }
-  int64_t sequence_groups() const override { return row_groups() + col_groups(); }
-  int64_t patch_groups() const override { return (s_.patches() + L - 1) / L; }
-  int64_t workspace_size() const override { return workspace_.forward_size; }
-  int64_t grad_lanes_size() const { return layout_.total * L; }
-  int64_t backward_buffer_size() const override {
-    return 3 * projection_size() + 2 * summaries_size() + sequence_groups() * rnn1_tape_size() +
-           grad_lanes_size() + workspace_.backward_size;
+
+  // P [samples][pixels][g1], then the summaries [samples][summaries_per_sample()][h1].
+  int64_t forward_buffer_size(int64_t samples) const override {
+    return samples * (projection_size() + summaries_size());
   }
 
-  // Phase 1 for pixels [begin, end) of one sample [C][H][W]: P[pix][gate * h1].
-  void project(const T* x_sample, int64_t begin, int64_t end, T* P) const override {
-    project_pixels(p_.rnn1[0], g1_, s_.channels, x_sample, s_.pixels(), begin, end, P);
+  // P, the summaries, the tapes of RNN1, each patch group's summary gradients, the gathered summary
+  // gradients, and each sequence group's input gradients.
+  int64_t backward_buffer_size(int64_t samples) const override {
+    return samples * (projection_size() + 2 * summaries_size()) + sequence_groups(samples) * rnn1_tape_size() +
+           patch_groups(samples) * group_summary_grads_size() + sequence_groups(samples) * group_input_grads_size();
   }
 
-  // Phase 2 for one group of sequences of a sample: writes their summaries.
-  void summarize(const T* P, int64_t group, T* summaries, T* ws) const override {
-    const SequenceLanes lanes = sequence_lanes(group);
-    run_rnn1(P, lanes, ws, /*tape=*/nullptr);
-    store_summaries(lanes, ws + workspace_.rnn1_state, summaries, ws + workspace_.zero_row);
-  }
-
-  // Phase 3 for one group of patches of a sample: writes out [C_out][out_h * out_w].
-  void pool(const T* summaries, int64_t group, T* out, T* ws) const override {
-    const PatchLanes lanes = patch_lanes(group);
-    run_pool(summaries, lanes, ws, /*record=*/false);
-    for_each_output_block<const T*>(ws + workspace_.rnn2_states, ws + workspace_.projection, [&](const T* block, int64_t rows, int64_t channel) {
-      for (int64_t k = 0; k < rows; ++k) copy(block + k * L, lanes.count, out + (channel + k) * s_.patches() + lanes.first);
+  void forward(const T* x, int64_t samples, T* out, T* buffer, const ParallelFor& parallel) const override {
+    T* P = buffer;
+    T* summaries = P + samples * projection_size();
+    project_chunk(x, samples, P, parallel);
+    for_each_task(parallel, sequence_groups(samples), workspace_.forward_size, [&](int64_t group, T* ws) {
+      const SequenceLanes lanes = sequence_lanes(samples, group);
+      run_rnn1(P, lanes, ws, /*tape=*/nullptr);
+      store_summaries(lanes, ws + workspace_.rnn1_state, summaries, ws + workspace_.zero_row);
+    });
+    for_each_task(parallel, patch_groups(samples), workspace_.forward_size, [&](int64_t group, T* ws) {
+      const PatchLanes lanes = patch_lanes(samples, group);
+      run_pool(summaries, lanes, ws, /*record=*/false);
+      for_each_output_block<const T*>(ws + workspace_.rnn2_states, ws + workspace_.projection, [&](const T* block, int64_t rows, int64_t channel) {
+        for_each_sample_run(lanes, [&](int l0, int l1) {
+          for (int64_t k = 0; k < rows; ++k) copy(block + k * L + l0, l1 - l0, out + output_offset(lanes, l0, channel + k));
+        });
+      });
     });
   }
 
-  // The whole backward of one sample. dx_sample is overwritten; grad (see layout()) is accumulated.
-  // buffers: backward_buffer_size() elements.
-  void backward_sample(const T* x_sample, const T* grad_out, T* dx_sample, double* grad, T* buffers) const override {
-    T* P = buffers;
-    T* dP = P + projection_size();
-    T* summaries = dP + projection_size();
-    T* d_summaries = summaries + summaries_size();
-    T* rnn1_tapes = d_summaries + summaries_size();
-    T* grad_lanes = rnn1_tapes + sequence_groups() * rnn1_tape_size();
-    T* ws = grad_lanes + grad_lanes_size();
-    T* dP_transposed = ws + workspace_.backward_size;
-    project(x_sample, 0, s_.pixels(), P);
-    for (int64_t g = 0; g < sequence_groups(); ++g) {
-      const SequenceLanes lanes = sequence_lanes(g);
-      run_rnn1(P, lanes, ws, rnn1_tapes + g * rnn1_tape_size());
+  void backward(const T* x, const T* grad_out, int64_t samples, T* dx, double* grad, T* buffer,
+                const ParallelFor& parallel) const override {
+    T* P = buffer;
+    T* summaries = P + samples * projection_size();
+    T* rnn1_tapes = summaries + samples * summaries_size();
+    T* group_dS = rnn1_tapes + sequence_groups(samples) * rnn1_tape_size();
+    T* d_summaries = group_dS + patch_groups(samples) * group_summary_grads_size();
+    T* group_dA = d_summaries + samples * summaries_size();
+
+    // The forward again, keeping RNN1's tapes.
+    project_chunk(x, samples, P, parallel);
+    for_each_task(parallel, sequence_groups(samples), workspace_.forward_size, [&](int64_t group, T* ws) {
+      const SequenceLanes lanes = sequence_lanes(samples, group);
+      run_rnn1(P, lanes, ws, rnn1_tapes + group * rnn1_tape_size());
       store_summaries(lanes, ws + workspace_.rnn1_state, summaries, ws + workspace_.zero_row);
-    }
-    fill(d_summaries, summaries_size(), T(0));
-    fill(grad_lanes, grad_lanes_size(), T(0));
-    // Per-lane sums are flushed every few groups (bounding the length of the float sums), and
-    // only the parameters the phase touches: RNN2 and f_L in the pool phase, RNN1's recurrent
-    // ones in the summarize phase (W_input's gradient is taken per pixel, below).
-    const int64_t pool_params = layout_.rnn2[0], rnn1_params = layout_.rnn1[1];
-    for (int64_t g = 0; g < patch_groups(); ++g) {
-      pool_backward(summaries, grad_out, g, d_summaries, grad_lanes, ws);
-      if ((g + 1) % kGroupsPerFlush == 0 || g + 1 == patch_groups())
-        flush_lanes(grad_lanes, pool_params, layout_.total, grad);
-    }
-    fill(dP, projection_size(), T(0));
-    for (int64_t g = 0; g < sequence_groups(); ++g) {
-      summarize_backward(rnn1_tapes + g * rnn1_tape_size(), d_summaries, g, dP, grad_lanes, ws);
-      if ((g + 1) % kGroupsPerFlush == 0 || g + 1 == sequence_groups())
-        flush_lanes(grad_lanes, rnn1_params, pool_params, grad);
-    }
-    project_pixels_backward(p_.rnn1[0], g1_, s_.channels, x_sample, s_.pixels(), dP, dx_sample,
-                            grad + layout_.rnn1[0], dP_transposed);
+    });
+    // Phase 3 backward: RNN2 and f_L's gradients, and each group's summary gradients.
+    const int64_t rnn2_params = layout_.rnn2[0], rnn1_params = layout_.rnn1[1];
+    const std::vector<double> pool_slots = per_unit_gradients(parallel, patch_groups(samples), rnn2_params, layout_.total,
+                                                              [&](int64_t group, T* grad_lanes, T* ws) {
+      pool_backward(summaries, grad_out, samples, group, group_dS + group * group_summary_grads_size(), grad_lanes, ws);
+    });
+    gather_summary_grads(group_dS, samples, d_summaries, parallel);
+    // Phase 2 backward: RNN1's recurrent gradients, and each group's input gradients.
+    const std::vector<double> sequence_slots = per_unit_gradients(parallel, sequence_groups(samples), rnn1_params, rnn2_params,
+                                                                  [&](int64_t group, T* grad_lanes, T* ws) {
+      summarize_backward(rnn1_tapes + group * rnn1_tape_size(), d_summaries, samples, group,
+                         group_dA + group * group_input_grads_size(), grad_lanes, ws);
+    });
+    // Phase 1 backward, per pixel task: the task's dP, then dx and W_input's gradient.
+    const int64_t tasks = pixel_tasks(samples), w_numel = g1_ * s_.channels;
+    std::vector<double> pixel_slots(tasks * w_numel, 0.0);
+    parallel(tasks, [&](int64_t begin, int64_t end) {
+      const int64_t most_pixels =  // of any task
+          samples_per_pixel_task() > 1 ? samples_per_pixel_task() * s_.pixels() : std::min(kPixelsPerTask, s_.pixels());
+      std::vector<T> dP(g1_ * most_pixels), dP_transposed(g1_ * most_pixels);
+      for (int64_t i = begin; i < end; ++i) {
+        const PixelTask task = pixel_task(samples, i);
+        const int64_t n = task.first_sample;
+        gather_input_grads(group_dA, samples, task, dP.data());
+        project_pixels_backward(p_.rnn1[0], g1_, s_.channels, x + n * input_size(), s_.pixels(), task.samples,
+                                task.begin, task.end, dP.data(), dx + n * input_size(),
+                                pixel_slots.data() + i * w_numel, dP_transposed.data());
+      }
+    });
+    sum_slots(pool_slots, rnn2_params, layout_.total, grad);
+    sum_slots(sequence_slots, rnn1_params, rnn2_params, grad);
+    sum_slots(pixel_slots, layout_.rnn1[0], layout_.rnn1[0] + w_numel, grad);
   }
 
   // After all samples are summed: the chain rule through sigmoid(zeta), sigmoid(nu).
@@ -206,10 +233,130 @@ class PatchSweep final : public SweepKernel<T> {
     return w;
   }
 
-  static constexpr int64_t kGroupsPerFlush = 64;
+  int64_t input_size() const { return s_.channels * s_.pixels(); }             // per sample
+  int64_t output_size() const { return s_.out_channels() * patches_; }     // per sample
+  int64_t projection_size() const { return s_.pixels() * g1_; }                // per sample
+  int64_t summaries_per_sample() const { return summaries_per_sample_; }
+  // Row summaries [out_w][padded_h][h1], then column summaries [out_h][padded_w][h1].
+  int64_t summaries_size() const { return summaries_per_sample() * s_.hidden1; }  // per sample
 
-  // Backward keeps RNN1's tape for every sequence group of the sample (3-5 x h1 values per step:
-  // 7-11 MB per thread at the MobileNetV2 stem shape) rather than recompute RNN1, the costliest
+  // The groups of a chunk. Patches: in output order, sample after sample. Sequences: in blocks of
+  // block_samples_ samples, the block's row sequences, then its column sequences (a large sample
+  // is a block of its own, so its projected pixels are read by its rows and columns while they are
+  // in cache; small samples share blocks, so their groups fill the lanes).
+  int64_t row_groups(int64_t samples) const { return (samples * row_sequences() + L - 1) / L; }
+  int64_t col_groups(int64_t samples) const { return (samples * col_sequences() + L - 1) / L; }
+  int64_t block_groups(int64_t samples) const { return row_groups(samples) + col_groups(samples); }
+  int64_t sequence_groups(int64_t samples) const {
+    const int64_t full = samples / block_samples_, rest = samples % block_samples_;
+    return full * block_groups(block_samples_) + (rest ? block_groups(rest) : 0);
+  }
+  int64_t patch_groups(int64_t samples) const { return (samples * patches_ + L - 1) / L; }
+
+  // Where a sequence group lies: its block (first sample, sample count), its kind, and its index
+  // among the block's groups of that kind.
+  struct SequenceGroup {
+    int64_t first_sample, samples;
+    bool rows;
+    int64_t index;
+  };
+  SequenceGroup sequence_group(int64_t samples, int64_t group) const {
+    const int64_t per_block = block_groups(block_samples_), full = samples / block_samples_;
+    int64_t block = group / per_block, index = group % per_block, count = block_samples_;
+    if (block >= full) block = full, index = group - full * per_block, count = samples - full * block_samples_;
+    const int64_t rows = row_groups(count);
+    return {block * block_samples_, count, index < rows, index < rows ? index : index - rows};
+  }
+
+  // Where sample n's sequences of one kind lie, the inverse of sequence_group: the q-th is lane
+  // (at + q) % L of group first_group + (at + q) / L.
+  struct SequenceOrigin {
+    int64_t first_group, at;
+  };
+  SequenceOrigin sequence_origin(int64_t samples, int64_t n, bool rows) const {
+    const int64_t block = n / block_samples_, first = block * block_samples_;
+    const int64_t count = std::min(block_samples_, samples - first);
+    return {block * block_groups(block_samples_) + (rows ? 0 : row_groups(count)),
+            (n - first) * (rows ? row_sequences() : col_sequences())};
+  }
+  // A group's gradients of what its lanes read, kept per lane (rows of h1 or g1 values), so the
+  // gathers that sum them add whole rows: summaries [kh + kw][L][h1], inputs [steps][L][g1].
+  int64_t group_summary_grads_size() const { return s_.summaries() * L * s_.hidden1; }
+  int64_t group_input_grads_size() const { return std::max(s_.kernel_h, s_.kernel_w) * L * g1_; }
+
+  // Phase 1, its backward and the gather of its gradients run over pixel tasks: pixels [begin, end)
+  // of `samples` samples from first_sample: a block of kPixelsPerTask pixels of one sample, or
+  // whole samples, up to kGroupedPixels pixels, where a sample has fewer (a batch of small maps
+  // still makes several tasks).
+  struct PixelTask {
+    int64_t first_sample, samples, begin, end;
+  };
+  static constexpr int64_t kPixelsPerTask = 1024, kGroupedPixels = 256;
+  int64_t samples_per_pixel_task() const { return std::max<int64_t>(1, kGroupedPixels / s_.pixels()); }
+  int64_t pixel_blocks() const { return (s_.pixels() + kPixelsPerTask - 1) / kPixelsPerTask; }  // per sample
+  int64_t pixel_tasks(int64_t samples) const {
+    const int64_t per_task = samples_per_pixel_task();
+    return per_task > 1 ? (samples + per_task - 1) / per_task : samples * pixel_blocks();
+  }
+  PixelTask pixel_task(int64_t samples, int64_t task) const {
+    const int64_t per_task = samples_per_pixel_task();
+    if (per_task > 1) return {task * per_task, std::min(per_task, samples - task * per_task), 0, s_.pixels()};
+    const int64_t begin = task % pixel_blocks() * kPixelsPerTask;
+    return {task / pixel_blocks(), 1, begin, std::min(begin + kPixelsPerTask, s_.pixels())};
+  }
+
+  // Phase 1 for a chunk: P[n][pix][gate * h1].
+  void project_chunk(const T* x, int64_t samples, T* P, const ParallelFor& parallel) const {
+    parallel(pixel_tasks(samples), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const PixelTask task = pixel_task(samples, i);
+        for (int64_t n = task.first_sample; n < task.first_sample + task.samples; ++n)
+          project_pixels(p_.rnn1[0], g1_, s_.channels, x + n * input_size(), s_.pixels(), task.begin, task.end,
+                         P + n * projection_size());
+      }
+    });
+  }
+
+  // f(task, workspace) for every task in [0, tasks), in parallel; each worker has its own workspace.
+  template <class F>
+  static void for_each_task(const ParallelFor& parallel, int64_t tasks, int64_t workspace_size, F&& f) {
+    parallel(tasks, [&](int64_t begin, int64_t end) {
+      std::vector<T> workspace(workspace_size);
+      for (int64_t i = begin; i < end; ++i) f(i, workspace.data());
+    });
+  }
+
+  // Runs f(group, grad_lanes, workspace) for every group, in parallel, where grad_lanes holds the
+  // per-lane sums of parameters [begin, end) of the layout ([end - begin][L]). Returns the sums of
+  // each unit of consecutive groups: [units][end - begin], in double. A unit is at most 8 groups
+  // (flushing the lanes stays cheap) and at most an eighth of them (a sample's groups make
+  // several units, so one sample still spreads over the threads); it depends on nothing else.
+  template <class F>
+  std::vector<double> per_unit_gradients(const ParallelFor& parallel, int64_t groups, int64_t begin, int64_t end,
+                                         F&& f) const {
+    const int64_t per_unit = std::max<int64_t>(1, std::min<int64_t>(8, groups / 8));
+    const int64_t units = (groups + per_unit - 1) / per_unit, width = end - begin;
+    std::vector<double> slots(units * width, 0.0);
+    parallel(units, [&](int64_t first, int64_t last) {
+      std::vector<T> workspace(workspace_.backward_size), grad_lanes(width * L, T(0));
+      for (int64_t u = first; u < last; ++u) {
+        for (int64_t g = u * per_unit; g < std::min(groups, (u + 1) * per_unit); ++g)
+          f(g, grad_lanes.data(), workspace.data());
+        flush_lanes(grad_lanes.data(), width, slots.data() + u * width);
+      }
+    });
+    return slots;
+  }
+
+  // grad[begin + i] += the sum of slots[k][i] over k, in order.
+  static void sum_slots(const std::vector<double>& slots, int64_t begin, int64_t end, double* grad) {
+    const int64_t width = end - begin;
+    for (size_t at = 0; at < slots.size(); at += width)
+      for (int64_t i = 0; i < width; ++i) grad[begin + i] += slots[at + i];
+  }
+
+  // Backward keeps RNN1's tape for every sequence group of the chunk (3-5 x h1 values per step:
+  // about 7 MB per sample at the MobileNetV2 stem shape) rather than recompute RNN1, the costliest
   // phase; RNN2's tape is small and is recomputed per patch group instead.
   int64_t rnn1_tape_size() const { return std::max(s_.kernel_h, s_.kernel_w) * tape1_; }
 
@@ -221,65 +368,101 @@ class PatchSweep final : public SweepKernel<T> {
     return v;
   }
 
-  int64_t row_sequences() const { return s_.out_w() * static_cast<int64_t>(covered_rows_.size()); }
-  int64_t col_sequences() const { return s_.out_h() * static_cast<int64_t>(covered_cols_.size()); }
-  int64_t row_groups() const { return (row_sequences() + L - 1) / L; }
-  int64_t col_groups() const { return (col_sequences() + L - 1) / L; }
-  int64_t row_summary(int64_t out_x, int64_t padded_y) const { return out_x * padded_h_ + padded_y; }
-  int64_t col_summary(int64_t out_y, int64_t padded_x) const {
-    return s_.out_w() * padded_h_ + out_y * padded_w_ + padded_x;
+  // The windows (patch rows or columns) [first, last] that hold padded coordinate p, for p in
+  // [0, extent): o with 0 <= p - o * stride < kernel and o < count (first > last: none).
+  struct Windows {
+    int64_t first, last;
+  };
+  static std::vector<Windows> windows(int64_t count, int64_t stride, int64_t kernel, int64_t extent) {
+    std::vector<Windows> w(extent);
+    for (int64_t p = 0; p < extent; ++p)
+      w[p] = {p >= kernel ? (p - kernel) / stride + 1 : 0, std::min(count - 1, p / stride)};
+    return w;
   }
 
-  // L row sequences (or L column sequences): their first pixel (image coordinates), the step
-  // between pixels, and where their summary goes. Idle lanes read only padding and write nothing.
+  // index[p] = the position of p in `covered`, or -1, for p in [0, extent).
+  static std::vector<int64_t> positions(const std::vector<int64_t>& covered, int64_t extent) {
+    std::vector<int64_t> index(extent, -1);
+    for (size_t i = 0; i < covered.size(); ++i) index[covered[i]] = static_cast<int64_t>(i);
+    return index;
+  }
+
+  int64_t row_sequences() const { return out_w_ * static_cast<int64_t>(covered_rows_.size()); }
+  int64_t col_sequences() const { return out_h_ * static_cast<int64_t>(covered_cols_.size()); }
+  int64_t row_summary(int64_t out_x, int64_t padded_y) const { return out_x * padded_h_ + padded_y; }
+  int64_t col_summary(int64_t out_y, int64_t padded_x) const {
+    return out_w_ * padded_h_ + out_y * padded_w_ + padded_x;
+  }
+
+  // L row sequences (or L column sequences) of a chunk: their sample, first pixel (image
+  // coordinates), the step between pixels, and where their summary goes (an index into the chunk's
+  // summaries). Idle lanes read only padding and write nothing.
   struct SequenceLanes {
     int count;
     int64_t length, step_y, step_x;
-    int64_t y0[L], x0[L], summary[L];
+    int64_t sample[L], y0[L], x0[L], summary[L];
   };
 
-  SequenceLanes sequence_lanes(int64_t group) const {
+  SequenceLanes sequence_lanes(int64_t samples, int64_t group) const {
     SequenceLanes lanes;
-    const bool rows = group < row_groups();
-    const int64_t first = (rows ? group : group - row_groups()) * L;
-    const int64_t total = rows ? row_sequences() : col_sequences();
-    lanes.count = static_cast<int>(std::min<int64_t>(L, total - first));
+    const SequenceGroup where = sequence_group(samples, group);
+    const bool rows = where.rows;
+    const int64_t first = where.index * L;
+    const int64_t per_sample = rows ? row_sequences() : col_sequences();
+    lanes.count = static_cast<int>(std::min<int64_t>(L, where.samples * per_sample - first));
     lanes.length = rows ? s_.kernel_w : s_.kernel_h;
     lanes.step_y = rows ? 0 : 1;
     lanes.step_x = rows ? 1 : 0;
     for (int l = 0; l < L; ++l) {
-      lanes.y0[l] = -s_.kernel_h - 1, lanes.x0[l] = -s_.kernel_w - 1, lanes.summary[l] = -1;
+      lanes.sample[l] = 0, lanes.y0[l] = -s_.kernel_h - 1, lanes.x0[l] = -s_.kernel_w - 1, lanes.summary[l] = -1;
       if (l >= lanes.count) continue;
-      const int64_t q = first + l;
+      const int64_t n = where.first_sample + (first + l) / per_sample, q = (first + l) % per_sample;
+      lanes.sample[l] = n;
       if (rows) {
         const int64_t ox = q / covered_rows_.size(), y = covered_rows_[q % covered_rows_.size()];
         lanes.y0[l] = y - s_.pad_h, lanes.x0[l] = ox * s_.stride_w - s_.pad_w;
-        lanes.summary[l] = row_summary(ox, y);
+        lanes.summary[l] = n * summaries_per_sample() + row_summary(ox, y);
       } else {
         const int64_t oy = q / covered_cols_.size(), x = covered_cols_[q % covered_cols_.size()];
         lanes.y0[l] = oy * s_.stride_h - s_.pad_h, lanes.x0[l] = x - s_.pad_w;
-        lanes.summary[l] = col_summary(oy, x);
+        lanes.summary[l] = n * summaries_per_sample() + col_summary(oy, x);
       }
     }
     return lanes;
   }
 
-  // L consecutive patches (in output order, from `first`); the last group may have fewer.
+  // L consecutive patches of a chunk (in output order, sample after sample); the last group may
+  // have fewer. patch: the index in its sample's output.
   struct PatchLanes {
     int count;
-    int64_t first, out_y[L], out_x[L];
+    int64_t sample[L], patch[L], out_y[L], out_x[L];
   };
 
-  PatchLanes patch_lanes(int64_t group) const {
+  PatchLanes patch_lanes(int64_t samples, int64_t group) const {
     PatchLanes lanes;
     const int64_t first = group * L;
-    lanes.first = first;
-    lanes.count = static_cast<int>(std::min<int64_t>(L, s_.patches() - first));
+    lanes.count = static_cast<int>(std::min<int64_t>(L, samples * patches_ - first));
     for (int l = 0; l < lanes.count; ++l) {
-      lanes.out_y[l] = (first + l) / s_.out_w();
-      lanes.out_x[l] = (first + l) % s_.out_w();
+      lanes.sample[l] = (first + l) / patches_;
+      lanes.patch[l] = (first + l) % patches_;
+      lanes.out_y[l] = lanes.patch[l] / out_w_;
+      lanes.out_x[l] = lanes.patch[l] % out_w_;
     }
     return lanes;
+  }
+
+  // f(l0, l1) for each run of lanes [l0, l1) of one sample (consecutive patches of its output).
+  template <class F>
+  static void for_each_sample_run(const PatchLanes& lanes, F&& f) {
+    for (int l0 = 0, l1; l0 < lanes.count; l0 = l1) {
+      for (l1 = l0 + 1; l1 < lanes.count && lanes.sample[l1] == lanes.sample[l0];) ++l1;
+      f(l0, l1);
+    }
+  }
+
+  // Where lane l's value of output channel `channel` lies in the chunk's output.
+  int64_t output_offset(const PatchLanes& lanes, int l, int64_t channel) const {
+    return lanes.sample[l] * output_size() + channel * patches_ + lanes.patch[l];
   }
 
   // The projected row (g1 values) each lane reads at step t; padding lanes read `zeros`.
@@ -288,7 +471,7 @@ class PatchSweep final : public SweepKernel<T> {
     for (int l = 0; l < L; ++l) {
       const int64_t y = lanes.y0[l] + t * lanes.step_y, x = lanes.x0[l] + t * lanes.step_x;
       const bool inside = y >= 0 && y < s_.height && x >= 0 && x < s_.width;
-      rows[l] = inside ? P + (y * s_.width + x) * g1_ : zeros;
+      rows[l] = inside ? P + ((lanes.sample[l] * s_.height + y) * s_.width + x) * g1_ : zeros;
     }
   }
 
@@ -303,16 +486,6 @@ class PatchSweep final : public SweepKernel<T> {
     }
   }
 
-  // dP[pixel of lane l at step t][g] += dA[t][g][l]: the transpose of gather_inputs. Lanes of one
-  // step never share a pixel; padding lanes add into `sink`, so all lanes but those are distinct.
-  void scatter_input_grads(const T* dA, const SequenceLanes& lanes, T* dP, T* sink) const {
-    T* rows[L];
-    for (int64_t t = 0; t < lanes.length; ++t) {
-      step_rows<T*>(lanes, t, dP, sink, rows);
-      lanes_to_rows<true, T, L>(dA + t * g1_ * L, g1_, rows);
-    }
-  }
-
   // The summary each patch lane reads in slot k (its row summaries, then its column summaries);
   // idle lanes get `idle`.
   template <class Ptr>
@@ -324,7 +497,7 @@ class PatchSweep final : public SweepKernel<T> {
       }
       const int64_t oy = lanes.out_y[l], ox = lanes.out_x[l], kh = s_.kernel_h;
       const int64_t index = k < kh ? row_summary(ox, oy * s_.stride_h + k) : col_summary(oy, ox * s_.stride_w + k - kh);
-      rows[l] = summaries + index * s_.hidden1;
+      rows[l] = summaries + (lanes.sample[l] * summaries_per_sample() + index) * s_.hidden1;
     }
   }
 
@@ -424,33 +597,38 @@ class PatchSweep final : public SweepKernel<T> {
     }
   }
 
-  // Pointers to one cell's per-lane gradient accumulators, in parameter order.
-  void lane_grads(T* grad_lanes, const int64_t* offsets, T** out) const {
-    for (int p = 0; p < Cell::kNumParams; ++p) out[p] = grad_lanes + offsets[p] * L;
+  // Pointers to one cell's per-lane gradient accumulators, in parameter order, in grad_lanes that
+  // start at parameter `first` of the layout (null for a parameter before it).
+  void lane_grads(T* grad_lanes, int64_t first, const int64_t* offsets, T** out) const {
+    for (int p = 0; p < Cell::kNumParams; ++p) out[p] = offsets[p] >= first ? grad_lanes + (offsets[p] - first) * L : nullptr;
   }
 
-  // Backward of phase 3 for one group of patches: accumulates d_summaries and parameter gradients.
-  void pool_backward(const T* summaries, const T* grad_out, int64_t group, T* d_summaries, T* grad_lanes,
-                     T* ws) const {
-    const PatchLanes lanes = patch_lanes(group);
+  // Backward of phase 3 for one group of patches: the gradients of the summaries its lanes read go
+  // to the group's own rows, [kh + kw][L][h1]; parameter gradients are added to grad_lanes.
+  void pool_backward(const T* summaries, const T* grad_out, int64_t samples, int64_t group, T* group_dS,
+                     T* grad_lanes, T* ws) const {
+    const PatchLanes lanes = patch_lanes(samples, group);
     run_pool(summaries, lanes, ws, /*record=*/true);
     const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
     const T *S = ws + workspace_.summaries, *tape2 = ws + workspace_.rnn2_tape;
     T *dS = ws + workspace_.d_summaries, *dB = ws + workspace_.d_rnn2_inputs, *dQ = ws + workspace_.d_rnn2_states, *dG = ws + workspace_.d_projection, *scratch = ws + workspace_.scratch;
     T* grad2[Cell::kNumParams];
-    lane_grads(grad_lanes, layout_.rnn2, grad2);
+    const int64_t first_param = layout_.rnn2[0];  // grad_lanes: RNN2's parameters, then f_L's
+    lane_grads(grad_lanes, first_param, layout_.rnn2, grad2);
 
     // The output gradient, laid out like the forward's Q and G blocks; idle lanes get 0.
     fill(dQ, 4 * h2L, T(0));
     fill(dG, 4 * h2L, T(0));
     for_each_output_block<T*>(dQ, dG, [&](T* dblock, int64_t rows, int64_t channel) {
-      for (int64_t k = 0; k < rows; ++k) copy(grad_out + (channel + k) * s_.patches() + lanes.first, lanes.count, dblock + k * L);
+      for_each_sample_run(lanes, [&](int l0, int l1) {
+        for (int64_t k = 0; k < rows; ++k) copy(grad_out + output_offset(lanes, l0, channel + k), l1 - l0, dblock + k * L + l0);
+      });
     });
     fill(dS, s_.summaries() * h1L, T(0));
     if (s_.global) {
       const int64_t in = s_.summaries() * s_.hidden1;
-      outer_accumulate<T, L>(dG, 0, 4 * s_.hidden2, S, 0, in, 1, grad_lanes + layout_.proj_weight * L);
-      add_lanes<T, L>(dG, 4 * s_.hidden2, grad_lanes + layout_.proj_bias * L);
+      outer_accumulate<T, L>(dG, 0, 4 * s_.hidden2, S, 0, in, 1, grad_lanes + (layout_.proj_weight - first_param) * L);
+      add_lanes<T, L>(dG, 4 * s_.hidden2, grad_lanes + (layout_.proj_bias - first_param) * L);
       matvec_transposed_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, in, dG, dS);
     }
     if (s_.needs_rnn2()) {
@@ -464,21 +642,97 @@ class PatchSweep final : public SweepKernel<T> {
         matvec_transposed_accumulate<T, L>(p_.rnn2[0], g2_, s_.hidden1, dB + k * b_step, dS + k * h1L);
       outer_accumulate<T, L>(dB + first * b_step, b_step, g2_, S + first * h1L, h1L, s_.hidden1, count, grad2[0]);
     }
+    for (int64_t k = 0; k < s_.summaries(); ++k) lanes_to_own_rows(dS + k * h1L, s_.hidden1, group_dS + k * h1L);
+  }
+
+  // rows[l][i] = in[i][l] for i < n, where row l is out + l * n.
+  static void lanes_to_own_rows(const T* in, int64_t n, T* out) {
     T* rows[L];
-    for (int64_t k = 0; k < s_.summaries(); ++k) {
-      slot_rows<T*>(lanes, k, d_summaries, ws + workspace_.zero_row, rows);
-      lanes_to_rows<true, T, L>(dS + k * h1L, s_.hidden1, rows);
+    for (int l = 0; l < L; ++l) rows[l] = out + l * n;
+    lanes_to_rows<false, T, L>(in, n, rows);
+  }
+
+  // d_summaries[summary] = the sum of the gradients the patches that read it left in their groups'
+  // rows, patch after patch in output order: the transpose of slot_rows. One task per patch column
+  // (its row summaries) or patch row (its column summaries) of a sample.
+  void gather_summary_grads(const T* group_dS, int64_t samples, T* d_summaries, const ParallelFor& parallel) const {
+    const int64_t h1 = s_.hidden1, tasks = out_w_ + out_h_;
+    parallel(samples * tasks, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t n = i / tasks, task = i % tasks;
+        auto add = [&](int64_t oy, int64_t ox, int64_t slot, T* out) {
+          const int64_t q = n * patches_ + oy * out_w_ + ox;
+          const T* in = group_dS + q / L * group_summary_grads_size() + (slot * L + q % L) * h1;
+          for (int64_t j = 0; j < h1; ++j) out[j] += in[j];
+        };
+        if (task < out_w_) {  // row summary (ox, py): slot py - oy * stride_h of patches (oy, ox)
+          const int64_t ox = task;
+          for (int64_t py = 0; py < padded_h_; ++py) {
+            T* out = d_summaries + (n * summaries_per_sample_ + row_summary(ox, py)) * h1;
+            fill(out, h1, T(0));
+            for (int64_t oy = row_windows_[py].first; oy <= row_windows_[py].last; ++oy)
+              add(oy, ox, py - oy * s_.stride_h, out);
+          }
+        } else {  // column summary (oy, px): slot kh + px - ox * stride_w of patches (oy, ox)
+          const int64_t oy = task - out_w_;
+          for (int64_t px = 0; px < padded_w_; ++px) {
+            T* out = d_summaries + (n * summaries_per_sample_ + col_summary(oy, px)) * h1;
+            fill(out, h1, T(0));
+            for (int64_t ox = col_windows_[px].first; ox <= col_windows_[px].last; ++ox)
+              add(oy, ox, s_.kernel_h + px - ox * s_.stride_w, out);
+          }
+        }
+      }
+    });
+  }
+
+  // dP[pixel] of one pixel task ([task samples][task pixels][g1]) = the sum of the gradients the
+  // RNN1 steps that read the pixel left in their groups' rows: its row sequences (patch column by
+  // patch column), then its column sequences (patch row by patch row). The transpose of
+  // gather_inputs, an image row at a time.
+  void gather_input_grads(const T* group_dA, int64_t samples, const PixelTask& task, T* dP) const {
+    const int64_t W = s_.width, pixels = task.end - task.begin;
+    const int64_t rows_covered = covered_rows_.size(), cols_covered = covered_cols_.size();
+    fill(dP, task.samples * pixels * g1_, T(0));
+    for (int64_t k = 0; k < task.samples; ++k) {
+      const int64_t n = task.first_sample + k;
+      const SequenceOrigin row_origin = sequence_origin(samples, n, true), col_origin = sequence_origin(samples, n, false);
+      // dP[pixel] += the input gradient of step `step` of the sample's q-th sequence of a kind.
+      auto add = [&](const SequenceOrigin& origin, int64_t q, int64_t step, T* out) {
+        const int64_t at = origin.at + q;
+        const T* in = group_dA + (origin.first_group + at / L) * group_input_grads_size() + (step * L + at % L) * g1_;
+        for (int64_t g = 0; g < g1_; ++g) out[g] += in[g];
+      };
+      for (int64_t y = task.begin / W; y * W < task.end; ++y) {
+        const int64_t py = y + s_.pad_h;
+        if (py >= padded_h_) break;  // below every patch
+        const int64_t x0 = std::max<int64_t>(0, task.begin - y * W), x1 = std::min<int64_t>(W, task.end - y * W);
+        T* row = dP + (k * pixels + y * W - task.begin) * g1_;  // row + x * g1_: pixel (y, x)
+        if (covered_row_index_[py] >= 0)  // the row sequences (ox, py), step px - ox * stride_w
+          for (int64_t ox = 0; ox < out_w_; ++ox)
+            for (int64_t t = 0; t < s_.kernel_w; ++t) {
+              const int64_t x = ox * s_.stride_w + t - s_.pad_w;
+              if (x >= x0 && x < x1) add(row_origin, ox * rows_covered + covered_row_index_[py], t, row + x * g1_);
+            }
+        for (int64_t oy = row_windows_[py].first; oy <= row_windows_[py].last; ++oy)  // the column sequences (oy, px)
+          for (int64_t x = x0; x < x1; ++x) {
+            const int64_t px = x + s_.pad_w;
+            if (px < padded_w_ && covered_col_index_[px] >= 0)
+              add(col_origin, oy * cols_covered + covered_col_index_[px], py - oy * s_.stride_h, row + x * g1_);
+          }
+      }
     }
   }
 
-  // Backward of phase 2 for one group of sequences, from its tape: accumulates dP and parameter
-  // gradients.
-  void summarize_backward(const T* tape, const T* d_summaries, int64_t group, T* dP, T* grad_lanes, T* ws) const {
-    const SequenceLanes lanes = sequence_lanes(group);
+  // Backward of phase 2 for one group of sequences, from its tape: the gradients of its steps'
+  // inputs go to the group's own rows, [steps][L][g1]; parameter gradients are added to grad_lanes.
+  void summarize_backward(const T* tape, const T* d_summaries, int64_t samples, int64_t group, T* group_dA,
+                          T* grad_lanes, T* ws) const {
+    const SequenceLanes lanes = sequence_lanes(samples, group);
     T* dh = ws + workspace_.rnn1_state;
     T* dA = ws + workspace_.d_rnn1_inputs;
     T* grad1[Cell::kNumParams];
-    lane_grads(grad_lanes, layout_.rnn1, grad1);
+    lane_grads(grad_lanes, layout_.rnn1[1], layout_.rnn1, grad1);  // all but W_input's (phase 1 takes those)
     T* zeros = ws + workspace_.zero_row;
     fill(zeros, s_.hidden1, T(0));
     const T* rows[L];
@@ -487,28 +741,28 @@ class PatchSweep final : public SweepKernel<T> {
     fill(dA, lanes.length * g1_ * L, T(0));
     run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + workspace_.d_recurrent,
                           ws + workspace_.scratch);
-    scatter_input_grads(dA, lanes, dP, ws + workspace_.zero_row);
+    for (int64_t t = 0; t < lanes.length; ++t) lanes_to_own_rows(dA + t * g1_ * L, g1_, group_dA + t * L * g1_);
   }
 
-  // grad[i] += the sum over lanes of grad_lanes[i], for i in [begin, end); clears those lanes.
+  // out[i] += the sum over lanes of grad_lanes[i], for i < n; clears the lanes.
   // Each sum runs over the lanes in order, in double; kSums parameters at a time interleave their
   // independent sums (a chain of dependent double adds per parameter would be latency-bound, and
-  // this runs once per sample and phase, which dominates when a sample has few patches).
-  void flush_lanes(T* grad_lanes, int64_t begin, int64_t end, double* grad) const {
+  // this runs once per unit of groups).
+  static void flush_lanes(T* grad_lanes, int64_t n, double* out) {
     constexpr int kSums = 8;
-    int64_t i = begin;
-    for (; i + kSums <= end; i += kSums) {
+    int64_t i = 0;
+    for (; i + kSums <= n; i += kSums) {
       double sum[kSums] = {};
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < kSums; ++k) sum[k] += grad_lanes[(i + k) * L + l];
-      for (int k = 0; k < kSums; ++k) grad[i + k] += sum[k];
+      for (int k = 0; k < kSums; ++k) out[i + k] += sum[k];
     }
-    for (; i < end; ++i) {
+    for (; i < n; ++i) {
       double sum = 0;
       for (int l = 0; l < L; ++l) sum += grad_lanes[i * L + l];
-      grad[i] += sum;
+      out[i] += sum;
     }
-    fill(grad_lanes + begin * L, (end - begin) * L, T(0));
+    fill(grad_lanes, n * L, T(0));
   }
 
   SweepShape s_;
@@ -517,7 +771,12 @@ class PatchSweep final : public SweepKernel<T> {
   Weights rnn1_, rnn2_;
   int64_t g1_, g2_, tape1_, tape2_;
   std::vector<int64_t> covered_rows_, covered_cols_;  // padded coordinates
+  std::vector<int64_t> covered_row_index_, covered_col_index_;  // position in covered_*_ per padded coordinate, or -1
+  std::vector<Windows> row_windows_, col_windows_;  // the patch rows (columns) per padded row (column)
   int64_t padded_h_, padded_w_;                       // extent the patches cover, padding included
+  // The shape's derived sizes, kept (each is a division, and the lane set-up reads them per lane).
+  int64_t out_h_, out_w_, patches_, summaries_per_sample_;
+  int64_t block_samples_;  // samples per block of sequence groups (see sequence_groups)
   Workspace workspace_;
 };
 

@@ -1,15 +1,18 @@
 // CPU kernels of rnnpool::forward / rnnpool::backward: argument checks, threading with
 // at::parallel_for, and the torch-free core (csrc/core/sweep.h, built per ISA, see cpu_isa.h)
-// doing the math.
-//
-// Forward: the three phases of csrc/core/sweep.h one after the other for a chunk of samples at a
-// time, each phase parallel over its pixel blocks or groups. Backward: parallel over samples; each sample's parameter gradients
-// go to their own slot and the slots are summed in sample order, so every result is the same for
-// any thread count.
+// doing the math. Both passes hand the core chunks of samples, as many samples as fit a fixed
+// memory budget for the intermediates. With at least as many chunks as threads, the threads take
+// whole chunks (each thread its own buffer; the best use of the caches); with fewer, one chunk at a
+// time is spread over all threads by the core (a single large sample, or a batch of small ones).
+// The chunk size does not depend on the thread count, no result of the core depends on the
+// schedule, and each chunk's parameter gradients are summed in chunk order, so every result is the
+// same for any thread count.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <functional>
 #include <memory>
 #include <tuple>
 #include <vector>
@@ -33,8 +36,41 @@ std::vector<at::Tensor> contiguous(at::TensorList tensors) {
   return out;
 }
 
-// Memory for the forward's intermediates (projections and summaries of a chunk of samples).
-constexpr int64_t kIntermediateBytes = int64_t(64) << 20;
+// Memory for the intermediates of one chunk of samples, per pass. The backward's are larger (RNN1's
+// tapes; about 11 MB per sample at the MobileNetV2 stem shape), so a chunk there is one sample of a
+// large map, and many samples of a small one.
+constexpr int64_t kForwardChunkBytes = int64_t(16) << 20;
+constexpr int64_t kBackwardChunkBytes = int64_t(16) << 20;
+
+// Samples per chunk: as many as fit `budget` bytes at `per_sample` elements of T each, at least one.
+template <class T>
+int64_t chunk_samples(int64_t batch, int64_t per_sample, int64_t budget) {
+  return std::max<int64_t>(1, std::min<int64_t>(batch, budget / std::max<int64_t>(1, per_sample * sizeof(T))));
+}
+
+// at::parallel_for as the core's ParallelFor, and a serial one for a core call inside a thread.
+void torch_parallel_for(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
+  at::parallel_for(0, tasks, 1, run);
+}
+void serial_for(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
+  if (tasks > 0) run(0, tasks);
+}
+
+// run(chunk, buffer, parallel) for each of `chunks` chunks, on whole chunks per thread when there are
+// enough of them, else one chunk after another with the core's phases spread over the threads.
+// buffer: `elements` of T for the call.
+template <class T, class F>
+void for_each_chunk(int64_t chunks, int64_t elements, const at::TensorOptions& options, F&& run) {
+  if (chunks >= at::get_num_threads()) {
+    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+      const at::Tensor buffer = at::empty({elements}, options);
+      for (int64_t c = begin; c < end; ++c) run(c, buffer.data_ptr<T>(), ParallelFor(serial_for));
+    });
+  } else {
+    const at::Tensor buffer = at::empty({elements}, options);
+    for (int64_t c = 0; c < chunks; ++c) run(c, buffer.data_ptr<T>(), ParallelFor(torch_parallel_for));
+  }
+}
 
 using Gradients = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>>;
 
@@ -70,66 +106,37 @@ struct CpuSweep {
     at::Tensor out = at::empty({shape.batch, shape.out_channels(), shape.out_h(), shape.out_w()}, x.options());
     if (shape.batch == 0) return out;
     const SweepKernel<T>& k = *kernel;
-    // The intermediates of a few samples at a time, so their memory stays bounded for any batch.
-    const int64_t per_sample = (k.projection_size() + k.summaries_size()) * static_cast<int64_t>(sizeof(T));
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(shape.batch, kIntermediateBytes / per_sample));
-    // From torch's allocator, uninitialised: each element read is written first.
-    const at::Tensor projection = at::empty({chunk * k.projection_size()}, x.options());
-    const at::Tensor summaries = at::empty({chunk * k.summaries_size()}, x.options());
-    for (int64_t first = 0; first < shape.batch; first += chunk)
-      forward_samples(first, std::min(chunk, shape.batch - first), projection.data_ptr<T>(),
-                      summaries.data_ptr<T>(), out.data_ptr<T>());
+    const int64_t chunk = chunk_samples<T>(shape.batch, k.forward_buffer_size(1), kForwardChunkBytes);
+    const int64_t chunks = (shape.batch + chunk - 1) / chunk;
+    // Buffers from torch's allocator, uninitialised: each element read is written first.
+    for_each_chunk<T>(chunks, k.forward_buffer_size(chunk), x.options(), [&](int64_t c, T* buffer, const ParallelFor& parallel) {
+      const int64_t first = c * chunk;
+      k.forward(x.data_ptr<T>() + first * input_numel(), std::min(chunk, shape.batch - first),
+                out.data_ptr<T>() + first * output_numel(), buffer, parallel);
+    });
     return out;
-  }
-
-  // The three phases of csrc/core/sweep.h for samples [first, first + count), each phase parallel
-  // over its pixel blocks or groups.
-  void forward_samples(int64_t first, int64_t count, T* projection, T* summaries, T* out) const {
-    const SweepKernel<T>& k = *kernel;
-    const T* xp = x.data_ptr<T>() + first * input_numel();
-    out += first * output_numel();
-    constexpr int64_t kPixelsPerTask = 1024;
-    const int64_t pixel_tasks = (shape.pixels() + kPixelsPerTask - 1) / kPixelsPerTask;
-    at::parallel_for(0, count * pixel_tasks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / pixel_tasks, pixel = (i % pixel_tasks) * kPixelsPerTask;
-        k.project(xp + n * input_numel(), pixel, std::min(pixel + kPixelsPerTask, shape.pixels()),
-                  projection + n * k.projection_size());
-      }
-    });
-    // Runs f(n, group, workspace) for every group of every sample, in parallel.
-    auto for_each_group = [&](int64_t groups, auto&& f) {
-      at::parallel_for(0, count * groups, 1, [&](int64_t begin, int64_t end) {
-        std::vector<T> workspace(k.workspace_size());
-        for (int64_t i = begin; i < end; ++i) f(i / groups, i % groups, workspace.data());
-      });
-    };
-    for_each_group(k.sequence_groups(), [&](int64_t n, int64_t group, T* ws) {
-      k.summarize(projection + n * k.projection_size(), group, summaries + n * k.summaries_size(), ws);
-    });
-    for_each_group(k.patch_groups(), [&](int64_t n, int64_t group, T* ws) {
-      k.pool(summaries + n * k.summaries_size(), group, out + n * output_numel(), ws);
-    });
   }
 
   Gradients backward(const at::Tensor& grad_output_in) const {
     const SweepKernel<T>& k = *kernel;
     const at::Tensor grad_output = grad_output_in.contiguous();
-    at::Tensor dx = at::empty_like(x);  // backward_sample overwrites every element
+    at::Tensor dx = at::empty_like(x);  // the core overwrites every element
     const GradOffsets& layout = k.layout();
-    std::vector<double> slots(shape.batch * layout.total, 0.0);
-    const T* xp = x.data_ptr<T>();
-    const T* gp = grad_output.data_ptr<T>();
-    T* dxp = dx.data_ptr<T>();
-    at::parallel_for(0, shape.batch, 1, [&](int64_t begin, int64_t end) {
-      const at::Tensor buffers = at::empty({k.backward_buffer_size()}, x.options());
-      for (int64_t n = begin; n < end; ++n)
-        k.backward_sample(xp + n * input_numel(), gp + n * output_numel(), dxp + n * input_numel(),
-                          slots.data() + n * layout.total, buffers.data_ptr<T>());
-    });
     std::vector<double> total(layout.total, 0.0);
-    for (int64_t n = 0; n < shape.batch; ++n)
-      for (int64_t i = 0; i < layout.total; ++i) total[i] += slots[n * layout.total + i];
+    if (shape.batch > 0) {
+      const int64_t chunk = chunk_samples<T>(shape.batch, k.backward_buffer_size(1), kBackwardChunkBytes);
+      const int64_t chunks = (shape.batch + chunk - 1) / chunk;
+      // Each chunk's parameter gradients in a slot of their own, summed in chunk order below.
+      std::vector<double> slots(chunks * layout.total, 0.0);
+      for_each_chunk<T>(chunks, k.backward_buffer_size(chunk), x.options(), [&](int64_t c, T* buffer, const ParallelFor& parallel) {
+        const int64_t first = c * chunk;
+        k.backward(x.data_ptr<T>() + first * input_numel(), grad_output.data_ptr<T>() + first * output_numel(),
+                   std::min(chunk, shape.batch - first), dx.data_ptr<T>() + first * input_numel(),
+                   slots.data() + c * layout.total, buffer, parallel);
+      });
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t i = 0; i < layout.total; ++i) total[i] += slots[c * layout.total + i];
+    }
     k.finalize(total.data());
 
     auto gradient = [&](int64_t offset, const at::Tensor& like) {

@@ -3,6 +3,7 @@
 // build against EdgeML's own numbers.
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -137,11 +138,9 @@ int main() {
       continue;
     }
     const std::unique_ptr<SweepKernel<float>> sweep = isa.make_float(CellKind::FastGRNN, shape, params);
-    std::vector<float> P(sweep->projection_size()), summaries(sweep->summaries_size()), ws(sweep->workspace_size());
-    std::vector<float> out(shape.out_channels());
-    sweep->project(chw.data(), 0, shape.pixels(), P.data());
-    for (int64_t g = 0; g < sweep->sequence_groups(); ++g) sweep->summarize(P.data(), g, summaries.data(), ws.data());
-    for (int64_t g = 0; g < sweep->patch_groups(); ++g) sweep->pool(summaries.data(), g, out.data(), ws.data());
+    std::vector<float> buffer(sweep->forward_buffer_size(1)), out(shape.out_channels());
+    sweep->forward(chw.data(), 1, out.data(), buffer.data(),
+                   [](int64_t tasks, const std::function<void(int64_t, int64_t)>& run) { run(0, tasks); });
     double err = 0;
     for (size_t i = 0; i < want.size(); ++i) err = std::max(err, std::fabs(double(out[i]) - want[i]));
     const bool ok = out.size() == want.size() && err < 1e-5;

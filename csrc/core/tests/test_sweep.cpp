@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -155,47 +156,72 @@ std::vector<T> cast(const std::vector<double>& v) {
 template <class T>
 using Factory = std::unique_ptr<SweepKernel<T>> (*)(CellKind, const SweepShape&, const SweepParams<T>&);
 
-// Runs one core build on T copies of the data: forward, and (when grad_out is given) backward.
-// Every array the kernels read or write is Guarded.
+// A serial ParallelFor: one range covering every task.
+void serial(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
+  if (tasks > 0) run(0, tasks);
+}
+
+// A ParallelFor in another order: every task a range of its own, last task first (what a thread
+// pool may do; no result may change).
+void one_by_one_backwards(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
+  for (int64_t i = tasks - 1; i >= 0; --i) run(i, i + 1);
+}
+
+// Runs one core build on T copies of the data: forward, and (when grad_out is given) backward,
+// `chunk` samples at a time, the tasks scheduled by `parallel`. Every array the kernels read or
+// write is Guarded.
 template <class T>
 struct CoreRun {
   std::unique_ptr<Guarded<T>> out, dx;
   std::vector<double> grad;
 
   CoreRun(Factory<T> make, const Case& c, const Params& p, const std::vector<double>& x,
-          const std::vector<double>* grad_out) {
+          const std::vector<double>* grad_out, int64_t chunk = 0, const ParallelFor& parallel = serial) {
     std::vector<std::unique_ptr<Guarded<T>>> r1, r2;
     std::vector<const T*> r1p, r2p;
     for (auto& v : p.rnn1) r1.push_back(std::make_unique<Guarded<T>>(v)), r1p.push_back(r1.back()->data());
     for (auto& v : p.rnn2) r2.push_back(std::make_unique<Guarded<T>>(v)), r2p.push_back(r2.back()->data());
-    const Guarded<T> pw(p.proj_w), pb(p.proj_b), xt(x);
+    const Guarded<T> pw(p.proj_w), pb(p.proj_b);
     const SweepShape s = shape_of(c);
     const SweepParams<T> sp{r1p.data(), r2p.data(), pw.data(), pb.data(), c.gate, c.update};
     const std::unique_ptr<SweepKernel<T>> sweep = make(c.cell, s, sp);
     const int64_t in_sample = c.channels * c.height * c.width, out_sample = s.out_channels() * s.patches();
+    if (chunk <= 0) chunk = c.batch;
     out = std::make_unique<Guarded<T>>(c.batch * out_sample);
-    for (int64_t n = 0; n < c.batch; ++n) {
-      // Per sample, so the guard pages sit right after this sample's data.
-      const Guarded<T> x_sample(in_sample), P(sweep->projection_size()), summaries(sweep->summaries_size()),
-          ws(sweep->workspace_size());
-      std::copy(xt.data() + n * in_sample, xt.data() + (n + 1) * in_sample, x_sample.data());
-      sweep->project(x_sample.data(), 0, s.pixels(), P.data());
-      for (int64_t g = 0; g < sweep->sequence_groups(); ++g) sweep->summarize(P.data(), g, summaries.data(), ws.data());
-      for (int64_t g = 0; g < sweep->patch_groups(); ++g)
-        sweep->pool(summaries.data(), g, out->data() + n * out_sample, ws.data());
+    for (int64_t first = 0; first < c.batch; first += chunk) {
+      // Per chunk, so the guard pages sit right after this chunk's data.
+      const int64_t count = std::min(chunk, c.batch - first);
+      const Guarded<T> x_chunk(count * in_sample), buffer(sweep->forward_buffer_size(count));
+      Guarded<T> out_chunk(count * out_sample);
+      std::copy(x.begin() + first * in_sample, x.begin() + (first + count) * in_sample, x_chunk.data());
+      sweep->forward(x_chunk.data(), count, out_chunk.data(), buffer.data(), parallel);
+      std::copy(out_chunk.data(), out_chunk.data() + count * out_sample, out->data() + first * out_sample);
     }
     if (!grad_out) return;
-    dx = std::make_unique<Guarded<T>>(xt.size());
+    dx = std::make_unique<Guarded<T>>(x.size());
     grad.assign(sweep->layout().total, 0.0);
-    for (int64_t n = 0; n < c.batch; ++n) {
-      const Guarded<T> x_sample(in_sample), go(out_sample), buffers(sweep->backward_buffer_size());
-      std::copy(xt.data() + n * in_sample, xt.data() + (n + 1) * in_sample, x_sample.data());
-      std::copy(grad_out->begin() + n * out_sample, grad_out->begin() + (n + 1) * out_sample, go.data());
-      sweep->backward_sample(x_sample.data(), go.data(), dx->data() + n * in_sample, grad.data(), buffers.data());
+    for (int64_t first = 0; first < c.batch; first += chunk) {
+      const int64_t count = std::min(chunk, c.batch - first);
+      const Guarded<T> x_chunk(count * in_sample), go(count * out_sample), buffer(sweep->backward_buffer_size(count));
+      Guarded<T> dx_chunk(count * in_sample, T(7));  // every element must be overwritten
+      std::copy(x.begin() + first * in_sample, x.begin() + (first + count) * in_sample, x_chunk.data());
+      std::copy(grad_out->begin() + first * out_sample, grad_out->begin() + (first + count) * out_sample, go.data());
+      sweep->backward(x_chunk.data(), go.data(), count, dx_chunk.data(), grad.data(), buffer.data(), parallel);
+      std::copy(dx_chunk.data(), dx_chunk.data() + count * in_sample, dx->data() + first * in_sample);
     }
     sweep->finalize(grad.data());
   }
 };
+
+// Whether two runs gave the same bits: output, dx and parameter gradients.
+template <class T>
+bool same_bits(const CoreRun<T>& a, const CoreRun<T>& b) {
+  for (size_t i = 0; i < a.out->size(); ++i)
+    if ((*a.out)[i] != (*b.out)[i]) return false;
+  for (size_t i = 0; i < a.dx->size(); ++i)
+    if ((*a.dx)[i] != (*b.dx)[i]) return false;
+  return a.grad == b.grad;
+}
 
 template <class T>
 double max_forward_error(Factory<T> make, const Case& c, const Params& p, const std::vector<double>& x) {
@@ -285,6 +311,15 @@ int main() {
       {"gru wide rows padded", CellKind::GRU, 1, 2, 5, 37, 3, 2, 2, 1, 1, 1, 3, 2, true, true, true},
       // Hidden sizes that are not multiples of any register width or unroll factor.
       {"gru odd hidden sizes", CellKind::GRU, 1, 3, 5, 4, 3, 2, 1, 1, 1, 0, 9, 5, true, true, true},
+      // Fewer patches per sample than lanes: groups span samples (19 samples: 16 + 3 patches).
+      {"gru one patch per sample", CellKind::GRU, 19, 3, 4, 4, 4, 4, 4, 4, 0, 0, 4, 3, true, true, true},
+      {"fastgrnn six patches per sample", CellKind::FastGRNN, 5, 2, 5, 7, 3, 3, 2, 2, 0, 0, 3, 2, true, false, true},
+      // Blocks of 16 samples per sequence-group block and pixel task, and a partial one (23 = 16 + 7).
+      {"gru blocks of samples", CellKind::GRU, 23, 2, 4, 4, 2, 2, 2, 2, 0, 0, 3, 2, true, true, true},
+      // More pixels than a grouped pixel task takes (256): a sample per task; more than a block of
+      // one (1024): two blocks, the last one partial.
+      {"gru a sample per pixel task", CellKind::GRU, 2, 2, 17, 20, 3, 3, 2, 2, 1, 1, 3, 2, true, true, true},
+      {"fastgrnn two pixel blocks", CellKind::FastGRNN, 1, 2, 33, 33, 3, 3, 2, 2, 1, 1, 3, 2, true, false, true},
   };
   const CpuIsa& scalar_isa = compiled_cpu_isas().back();
   for (const CpuIsa& isa : compiled_cpu_isas()) {
@@ -307,6 +342,20 @@ int main() {
       const std::string name = std::string(isa.name) + " " + c.name;
       expect(f32 < 2e-5, name + ": float32 forward error " + std::to_string(f32));
       expect(f64 < 1e-12, name + ": float64 forward error " + std::to_string(f64));
+      {
+        // No result may depend on the schedule of the tasks; the chunking changes only rounding.
+        const SweepShape s = shape_of(c);
+        const std::vector<double> go = random_vector(c.batch * s.out_channels() * s.patches(), rng, 1.0);
+        const CoreRun<float> in_order(isa.make_float, c, p, x, &go), shuffled(isa.make_float, c, p, x, &go, 0, one_by_one_backwards);
+        expect(same_bits(in_order, shuffled), name + ": float32 results depend on the order of the tasks");
+        const CoreRun<double> whole(isa.make_double, c, p, x, &go), by_sample(isa.make_double, c, p, x, &go, 1);
+        double diff = 0;
+        for (size_t i = 0; i < whole.grad.size(); ++i)
+          diff = std::max(diff, std::fabs(whole.grad[i] - by_sample.grad[i]) / (1 + std::fabs(whole.grad[i])));
+        for (size_t i = 0; i < whole.dx->size(); ++i) diff = std::max(diff, std::fabs((*whole.dx)[i] - (*by_sample.dx)[i]));
+        for (size_t i = 0; i < whole.out->size(); ++i) diff = std::max(diff, std::fabs((*whole.out)[i] - (*by_sample.out)[i]));
+        expect(diff < 1e-12, name + ": one sample per chunk differs from one chunk by " + std::to_string(diff));
+      }
       if (is_scalar) {
         // float64 runs the scalar code in every build: finite differences once, here.
         const double grad = max_gradient_error(isa.make_double, c, p, x, rng);
