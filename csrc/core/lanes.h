@@ -164,6 +164,12 @@ inline void copy(const T* RNNPOOL_RESTRICT in, int64_t n, T* RNNPOOL_RESTRICT ou
   for (int64_t i = 0; i < n; ++i) out[i] = in[i];
 }
 
+// out[i] += in[i] for i < n (restrict-qualified, so the loop is vectorised).
+template <class T>
+inline void accumulate(const T* RNNPOOL_RESTRICT in, int64_t n, T* RNNPOOL_RESTRICT out) {
+  for (int64_t i = 0; i < n; ++i) out[i] += in[i];
+}
+
 
 // out[g][l] = rows[l][g] for g < n and every lane l (rows[l] points at n values).
 template <class T, int L>

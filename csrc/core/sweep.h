@@ -663,7 +663,7 @@ class PatchSweep final : public SweepKernel<T> {
         auto add = [&](int64_t oy, int64_t ox, int64_t slot, T* out) {
           const int64_t q = n * patches_ + oy * out_w_ + ox;
           const T* in = group_dS + q / L * group_summary_grads_size() + (slot * L + q % L) * h1;
-          for (int64_t j = 0; j < h1; ++j) out[j] += in[j];
+          accumulate(in, h1, out);
         };
         if (task < out_w_) {  // row summary (ox, py): slot py - oy * stride_h of patches (oy, ox)
           const int64_t ox = task;
@@ -701,7 +701,7 @@ class PatchSweep final : public SweepKernel<T> {
       auto add = [&](const SequenceOrigin& origin, int64_t q, int64_t step, T* out) {
         const int64_t at = origin.at + q;
         const T* in = group_dA + (origin.first_group + at / L) * group_input_grads_size() + (step * L + at % L) * g1_;
-        for (int64_t g = 0; g < g1_; ++g) out[g] += in[g];
+        accumulate(in, g1_, out);
       };
       for (int64_t y = task.begin / W; y * W < task.end; ++y) {
         const int64_t py = y + s_.pad_h;
