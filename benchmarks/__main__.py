@@ -38,7 +38,7 @@ def runs(quick, threads):
         return ["--reps", "3", "--warmup", "1"] if quick else ["--reps", str(n)]
 
     selected = [
-        ("fused vs unfused", report.main, reps(11) + common),
+        ("fused vs unfused", report.main, reps(11) + (["--runs", "1"] if quick else []) + common),
         ("CPU ISA builds", isa_report.main, reps(15) + common),
         ("gated-skip sparsity sweep, CPU", gated_skip.main, reps(15) + common),
         ("early-exit compaction", early_exit.main, reps(7) + common),

@@ -1,9 +1,10 @@
 """Fused-vs-unfused benchmark report.
 
-    python -m benchmarks.report [--cases NAME ...] [--reps N] [--warmup N] [--threads T] [--no-memory]
+    python -m benchmarks.report [--cases NAME ...] [--reps N] [--warmup N] [--runs R] [--threads T] [--no-memory]
 
 Times the fused op against the unfused reference and against that reference compiled by inductor
-(all three interleaved in one run), measures each one's peak memory for a forward+backward step in
+(all three interleaved in one run, the median of R such runs reported), times the batch-1 case's
+forward+backward on one thread and on all (interleaved), measures each one's peak memory for a forward+backward step in
 a fresh process (benchmarks/memory.py), prints markdown tables and writes them, with the machine it
 ran on, to benchmarks/results/cpu-<cpu-model>.md and .json.
 """
@@ -21,7 +22,11 @@ import torch
 
 from benchmarks.cases import CASES
 from benchmarks.memory import SIDES, step_peak_bytes
-from benchmarks.timing import measure_case
+from benchmarks.timing import measure_case, thread_scaling
+
+# The case whose fused forward+backward is timed on one thread and on all: a single sample, whose
+# backward must use every thread on its own.
+SCALING_CASE = "stem-batch1"
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -31,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per backend (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions per backend first")
+    parser.add_argument("--runs", type=int, default=3, help="runs of the repetitions; the median run is reported")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the peak-memory measurements (a fresh process per case and side)")
@@ -103,7 +109,19 @@ def case_lines(names, heading="Cases:"):
     return [heading, *[f"- `{name}`: {CASES[name].describe()}" for name in names]]
 
 
-def markdown_report(table, memory, machine, settings):
+def scaling_lines(scaling):
+    """scaling: {threads: ms} of SCALING_CASE's fused forward+backward."""
+    if scaling is None:
+        return []
+    (one, one_ms), (many, many_ms) = sorted(scaling.items())
+    return [
+        f"Threads, fused forward+backward of `{SCALING_CASE}` (interleaved): {one} thread {one_ms:.2f} ms, "
+        f"{many} threads {many_ms:.2f} ms: {one_ms / many_ms:.2f}x.",
+        "",
+    ]
+
+
+def markdown_report(table, memory, scaling, machine, settings):
     memory_lines = [] if memory is None else [
         "Peak memory of one forward+backward step (benchmarks/memory.py: the rise of the process's "
         "high-water mark over its resident size, input allocated, a fresh process per entry):",
@@ -116,13 +134,15 @@ def markdown_report(table, memory, machine, settings):
             *header_lines("CPU benchmark: fused (`cpp`) vs unfused (`reference`) vs unfused under inductor",
                           machine,
                           f"- repetitions: {settings['reps']} (median), warmup {settings['warmup']}, "
-                          "the three sides interleaved in the same run"),
+                          "the three sides interleaved in the same run; the median of "
+                          f"{settings['runs']} such runs"),
             table,
             "",
             "inductor = the unfused reference under `torch.compile` (compiled before timing). "
             "GFLOP/s counts the fused algorithm's matmul work "
             "(benchmarks/cases.py: forward_flops; forward+backward = 3x forward).",
             "",
+            *scaling_lines(scaling),
             *memory_lines,
             *case_lines(settings["cases"]),
             "",
@@ -137,7 +157,11 @@ def main(argv=None):
     timings = []
     for name in args.cases:
         print(f"timing {name} ...", flush=True)
-        timings.extend(measure_case(CASES[name], args.reps, args.warmup))
+        timings.extend(measure_case(CASES[name], args.reps, args.warmup, args.runs))
+    scaling = None
+    if SCALING_CASE in args.cases and torch.get_num_threads() > 1:
+        print(f"threads of {SCALING_CASE} ...", flush=True)
+        scaling = thread_scaling(CASES[SCALING_CASE], args.reps, args.warmup, args.runs)
 
     memory = None
     if args.memory:
@@ -147,7 +171,7 @@ def main(argv=None):
             memory[name] = {side: step_peak_bytes(name, side, args.threads) for side in SIDES}
 
     machine = machine_info()
-    settings = {"cases": args.cases, "reps": args.reps, "warmup": args.warmup}
+    settings = {"cases": args.cases, "reps": args.reps, "warmup": args.warmup, "runs": args.runs}
     table = markdown_table(timings)
     print(table)
     if memory is not None:
@@ -155,8 +179,10 @@ def main(argv=None):
 
     results = [dict(asdict(t), speedup=t.speedup, inductor_speedup=t.inductor_speedup, fused_gflops=t.fused_gflops)
                for t in timings]
-    payload = {"machine": machine, "settings": settings, "results": results, "step_peak_bytes": memory}
-    return write_results(f"cpu-{slug(machine['cpu'])}", markdown_report(table, memory, machine, settings), payload)
+    payload = {"machine": machine, "settings": settings, "results": results, "step_peak_bytes": memory,
+               "fused_forward_backward_ms_by_threads": scaling}
+    return write_results(f"cpu-{slug(machine['cpu'])}", markdown_report(table, memory, scaling, machine, settings),
+                         payload)
 
 
 if __name__ == "__main__":

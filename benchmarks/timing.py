@@ -1,6 +1,7 @@
 """Fused, unfused and inductor-compiled unfused timings of a case, taken in the same run."""
 
 import time
+import torch
 from dataclasses import dataclass
 from statistics import median
 
@@ -49,14 +50,37 @@ def interleaved_medians(steps, reps, warmup):
     return [median(s) for s in samples]
 
 
-def measure_case(case, reps, warmup):
-    """A Timing per pass: fused, unfused and the unfused under inductor, on the same layer and input."""
+def measure_case(case, reps, warmup, runs=1):
+    """A Timing per pass: fused, unfused and the unfused under inductor, on the same layer and input;
+    each side's time is the median over `runs` runs of the median of its interleaved repetitions."""
     layer, x = build(case)
     timings = []
     for pass_name in PASSES:
         steps = [make_step(layer, x, BACKENDS[side], pass_name) for side in ("fused", "unfused")]
         inductor = make_inductor_step(layer, x, pass_name)
         inductor()  # compiles: not part of any repetition
-        fused_ms, unfused_ms, inductor_ms = interleaved_medians([*steps, inductor], reps, warmup)
+        per_run = [interleaved_medians([*steps, inductor], reps, warmup) for _ in range(runs)]
+        fused_ms, unfused_ms, inductor_ms = (median(side) for side in zip(*per_run))
         timings.append(Timing(case.name, pass_name, fused_ms, unfused_ms, inductor_ms, pass_flops(case, pass_name)))
     return timings
+
+
+def thread_scaling(case, reps, warmup, runs=1):
+    """Medians of the fused forward+backward on one thread and on torch's thread count, interleaved
+    (the thread count is set before each repetition): {threads: ms}."""
+    layer, x = build(case)
+    step = make_step(layer, x, BACKENDS["fused"], "forward+backward")
+    threads = torch.get_num_threads()
+
+    def on(count):
+        def run():
+            torch.set_num_threads(count)
+            step()
+        return run
+
+    try:
+        per_run = [interleaved_medians([on(1), on(threads)], reps, warmup) for _ in range(runs)]
+    finally:
+        torch.set_num_threads(threads)
+    one, many = (median(side) for side in zip(*per_run))
+    return {1: one, threads: many}

@@ -31,3 +31,18 @@ def test_streaming_benchmark_measures_both_variants():
     assert row["streamed_live_bytes"] < row["plain_live_bytes"]
     table = markdown([row], {"cpu": "test"}, {})
     assert "| 96x96 |" in table and "in stripes of" in table
+
+
+@pytest.mark.skipif(__import__("torch").get_num_threads() < 2, reason="needs more than one thread")
+def test_thread_scaling_times_one_thread_and_all():
+    import torch
+
+    from benchmarks.cases import CASES
+    from benchmarks.report import scaling_lines
+    from benchmarks.timing import thread_scaling
+
+    threads = torch.get_num_threads()
+    scaling = thread_scaling(CASES["small-map"], reps=1, warmup=0)
+    assert set(scaling) == {1, threads} and all(ms > 0 for ms in scaling.values())
+    assert torch.get_num_threads() == threads  # put back
+    assert f"{threads} threads" in scaling_lines(scaling)[0]
