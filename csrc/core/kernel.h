@@ -18,6 +18,11 @@ namespace rnnpool {
 // runs in a fixed order), so a serial loop gives the same bits as any thread pool.
 using ParallelFor = std::function<void(int64_t tasks, const std::function<void(int64_t, int64_t)>& run)>;
 
+// The ParallelFor of one thread: a single range covering every task.
+inline void serial_for(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
+  if (tasks > 0) run(0, tasks);
+}
+
 // One sweep configuration (shape, cell, weights); see sweep.h for what each phase does. Both passes
 // take a chunk of `samples` consecutive samples (x [samples][C][H][W]) and a buffer for its
 // intermediates; the lane groups span the chunk's samples, and every phase is parallel over them.

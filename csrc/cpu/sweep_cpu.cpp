@@ -48,12 +48,9 @@ int64_t chunk_samples(int64_t batch, int64_t per_sample, int64_t budget) {
   return std::max<int64_t>(1, std::min<int64_t>(batch, budget / std::max<int64_t>(1, per_sample * sizeof(T))));
 }
 
-// at::parallel_for as the core's ParallelFor, and a serial one for a core call inside a thread.
+// at::parallel_for as the core's ParallelFor (serial_for, kernel.h, for a core call inside a thread).
 void torch_parallel_for(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
   at::parallel_for(0, tasks, 1, run);
-}
-void serial_for(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
-  if (tasks > 0) run(0, tasks);
 }
 
 // run(chunk, buffer, parallel) for each of `chunks` chunks, on whole chunks per thread when there are

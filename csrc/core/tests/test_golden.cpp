@@ -3,7 +3,6 @@
 // build against EdgeML's own numbers.
 #include <cmath>
 #include <cstdio>
-#include <functional>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -139,8 +138,7 @@ int main() {
     }
     const std::unique_ptr<SweepKernel<float>> sweep = isa.make_float(CellKind::FastGRNN, shape, params);
     std::vector<float> buffer(sweep->forward_buffer_size(1)), out(shape.out_channels());
-    sweep->forward(chw.data(), 1, out.data(), buffer.data(),
-                   [](int64_t tasks, const std::function<void(int64_t, int64_t)>& run) { run(0, tasks); });
+    sweep->forward(chw.data(), 1, out.data(), buffer.data(), serial_for);
     double err = 0;
     for (size_t i = 0; i < want.size(); ++i) err = std::max(err, std::fabs(double(out[i]) - want[i]));
     const bool ok = out.size() == want.size() && err < 1e-5;

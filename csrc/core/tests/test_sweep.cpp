@@ -156,11 +156,6 @@ std::vector<T> cast(const std::vector<double>& v) {
 template <class T>
 using Factory = std::unique_ptr<SweepKernel<T>> (*)(CellKind, const SweepShape&, const SweepParams<T>&);
 
-// A serial ParallelFor: one range covering every task.
-void serial(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
-  if (tasks > 0) run(0, tasks);
-}
-
 // A ParallelFor in another order: every task a range of its own, last task first (what a thread
 // pool may do; no result may change).
 void one_by_one_backwards(int64_t tasks, const std::function<void(int64_t, int64_t)>& run) {
@@ -176,7 +171,7 @@ struct CoreRun {
   std::vector<double> grad;
 
   CoreRun(Factory<T> make, const Case& c, const Params& p, const std::vector<double>& x,
-          const std::vector<double>* grad_out, int64_t chunk = 0, const ParallelFor& parallel = serial) {
+          const std::vector<double>* grad_out, int64_t chunk = 0, const ParallelFor& parallel = serial_for) {
     std::vector<std::unique_ptr<Guarded<T>>> r1, r2;
     std::vector<const T*> r1p, r2p;
     for (auto& v : p.rnn1) r1.push_back(std::make_unique<Guarded<T>>(v)), r1p.push_back(r1.back()->data());
