@@ -84,6 +84,15 @@ TORCH_LIBRARY(rnnpool, m) {
   // Its gradients, recomputing the whole convolution (gated-off channels included: the gate gradient
   // needs them). grad_x / grad_weight are computed where conv_grad_mask says; a gradient that is not
   // computed, or belongs to an absent input, is an empty tensor of shape [0].
+  // MobileNetV2's inverted residual block for inference (docs/spec.md section 7): y = project_weight @
+  // clamp(depthwise(clamp(expand_weight @ x + expand_bias)) + depthwise_bias) + project_bias (+ x when
+  // residual), each clamp to its (low, high); no expand_weight/expand_bias: no expansion (the first
+  // clamp still applies). The output is computed tile_rows rows at a time holding only the expanded
+  // rows a tile reads (a tile's choice changes memory, not the result beyond rounding).
+  m.def(
+      "inverted_residual(Tensor x, Tensor? expand_weight, Tensor? expand_bias, Tensor depthwise_weight, "
+      "Tensor depthwise_bias, Tensor project_weight, Tensor project_bias, int[2] stride, int[2] padding, "
+      "int[2] dilation, float[2] expand_clamp, float[2] depthwise_clamp, bool residual, int tile_rows) -> Tensor");
   m.def(
       "gated_skip_conv2d_backward(Tensor grad_output, Tensor x, Tensor weight, Tensor? bias, Tensor? layer_gate, "
       "Tensor? channel_gate, Tensor? scale, Tensor? shift, int[2] dilation, int groups, str activation, "

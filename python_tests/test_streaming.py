@@ -53,8 +53,11 @@ def test_mobilenetv2_rnnpool_224(budget):
     streamed = assert_streams_exactly(model, (3, 224, 224), memory_budget=budget)
     report = streamed.report()
     assert "in stripes of" in report and "tiled" in report and "folded into the pool" in report
-    if budget == TINY_BUDGET:
-        assert "expanded channels at a time" in report
+    tiled = [layer.how for layer in streamed.plan if "tiled" in layer.how]
+    if budget == TINY_BUDGET:  # not even one row of the fused kernel fits: torch ops, chunked expansions
+        assert "expanded channels at a time" in report and "fused" not in report
+    else:
+        assert tiled and all(how.endswith("in the fused kernel") for how in tiled)
 
 
 @pytest.mark.parametrize("shape", [(3, 97, 131), (3, 64, 40), (3, 33, 250)])
@@ -236,3 +239,11 @@ def test_a_batch_norm_without_statistics_after_the_pool_runs_plainly():
                           nn.AdaptiveAvgPool2d(1)).eval()
     streamed = assert_streams_exactly(model, (3, 22, 30), batch=3)
     assert [layer.how for layer in streamed.plan[1:3]] == ["plain", "plain"]
+
+
+def test_an_inverted_residual_with_another_activation_runs_as_torch_ops_in_tiles():
+    model = randomized(mobilenetv2_rnnpool())
+    model[2].conv[1][2] = nn.Hardswish().eval()  # not a clamp, which the fused kernel runs
+    plan = assert_streams_exactly(model, (3, 224, 224), batch=1).plan
+    assert "tiled" in plan[1].how and "fused" not in plan[1].how
+    assert plan[2].how.endswith("in the fused kernel")

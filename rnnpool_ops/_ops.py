@@ -144,6 +144,18 @@ def register_sweep_autograd(forward_op, backward_op):
     register_first_order_autograd(forward_op, backward, setup_context, backward_op._qualified_op_name)
 
 
+def _register_fake_inverted_residual():
+    """Fake kernel of rnnpool::inverted_residual (csrc/cpu/inverted_residual_cpu.cpp checks the arguments)."""
+
+    @torch.library.register_fake("rnnpool::inverted_residual")
+    def _fake(x, expand_weight, expand_bias, depthwise_weight, depthwise_bias, project_weight, project_bias, stride,
+              padding, dilation, expand_clamp, depthwise_clamp, residual, tile_rows):
+        kernel = depthwise_weight.shape[2:]
+        out = [(size + 2 * p - d * (k - 1) - 1) // s + 1
+               for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)]
+        return x.new_empty((x.shape[0], project_weight.shape[0], *out))
+
+
 def cuda_kernels_available():
     """Whether this build of the extension has the CUDA kernels of torch.ops.rnnpool.forward."""
     return extension_available() and torch._C._dispatch_has_kernel_for_dispatch_key("rnnpool::forward", "CUDA")
@@ -152,6 +164,7 @@ def cuda_kernels_available():
 if extension_available():
     _register_fake_sweep("rnnpool")
     register_sweep_autograd("rnnpool::forward", torch.ops.rnnpool.backward)
+    _register_fake_inverted_residual()
 
 
 def emulated_ops_available():

@@ -105,7 +105,7 @@ def inverted_residual(block):
     if (depthwise.groups != depthwise.weight.shape[0] or depthwise.weight.shape[1] != 1
             or not all(rows.is_pointwise(conv) and conv.groups == 1 for conv in (expand, project) if conv is not None)):
         raise Unsupported("its convolutions are not expand 1x1, depthwise, project 1x1")
-    if project_act is not rows.no_activation:
+    if not (isinstance(project_act, rows.Clamp) and project_act.identity):
         raise Unsupported("its projection has an activation")
     residual = bool(getattr(block, "residual", getattr(block, "use_res_connect", False)))
     if residual and (depthwise.stride != (1, 1) or 2 * depthwise.padding[0] != depthwise.kernel[0] - 1):
@@ -221,10 +221,22 @@ def plan_stripes(group, sweep_entry, budget):
     return _largest(out_shape[1], lambda count: budget.fits(_elements(out_shape), scratch(count)))
 
 
+def _fused_scratch(layer, in_shape, out_shape, count):
+    """Elements rnnpool::inverted_residual holds for tiles of `count` rows: the expanded rows a tile
+    reads and the depthwise output of a tile (it projects straight into the output)."""
+    lo, hi = layer.input_rows(0, count)
+    return layer.hidden * ((hi - lo) * in_shape[2] + count * out_shape[2])
+
+
 def plan_tiles(entry, layer, budget):
     """(tile rows, expanded channels per chunk) of an inverted residual block within `budget`; sets
-    layer.chunk."""
+    layer.chunk, and layer.fused to False when even one fused tile does not fit (the torch path
+    can chunk the expansion)."""
     held = _elements(entry.in_shape) + _elements(entry.out_shape)
+    if layer.fused and budget.fits(held, _fused_scratch(layer, entry.in_shape, entry.out_shape, 1)):
+        return _largest(entry.out_shape[1], lambda count: budget.fits(
+            held, _fused_scratch(layer, entry.in_shape, entry.out_shape, count))), layer.hidden
+    layer.fused = False
 
     def fits(count, chunk):
         layer.chunk = chunk
@@ -308,6 +320,7 @@ def suffix_units(entries, budget):
             if layer is not None:
                 tile_rows, chunk = plan_tiles(entry, layer, budget)
                 how = f"tiled, {tile_rows} of {entry.out_shape[1]} rows" + (
+                    ", in the fused kernel" if layer.fused else
                     f", {chunk} of {layer.hidden} expanded channels at a time" if chunk < layer.hidden else "")
                 units.append((Tiled(layer, entry.in_shape[1], entry.out_shape[1], tile_rows),
                               StreamedLayer((entry.name,), how)))

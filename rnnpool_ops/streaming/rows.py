@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _ops
+
 
 class Unsupported(ValueError):
     """A layer the streamer cannot split into rows; the message says why."""
@@ -84,7 +86,11 @@ class Window:
 
 class InvertedResidual:
     """expand (a 1x1 Window, or None when the expansion is 1) + activation, depthwise Window +
-    activation, project (1x1 Window), plus the input when `residual`."""
+    activation, project (1x1 Window), plus the input when `residual`.
+
+    `fused`: whether the C++ kernel rnnpool::inverted_residual runs it (clamp activations, float32 or
+    float64 on the CPU), which keeps the depthwise halo between tiles; else torch ops in tiles,
+    `chunk` expanded channels at a time."""
 
     def __init__(self, expand, expand_act, depthwise, depthwise_act, project, residual):
         self.expand, self.expand_act = expand, expand_act
@@ -92,9 +98,22 @@ class InvertedResidual:
         self.project, self.residual = project, residual
         self.hidden = depthwise.weight.shape[0]
         self.chunk = self.hidden  # expanded channels computed at a time (the streamer may lower it)
+        weight = depthwise.weight
+        self.fused = (isinstance(expand_act, Clamp) and isinstance(depthwise_act, Clamp) and weight.device.type == "cpu"
+                      and weight.dtype in (torch.float32, torch.float64) and _ops.extension_available())
 
     def input_rows(self, a, b):
         return self.depthwise.input_rows(a, b)
+
+    def run_fused(self, x, tile_rows):
+        """The whole block on x (all its rows), tile_rows output rows at a time."""
+        expand, depthwise = self.expand, self.depthwise
+        return torch.ops.rnnpool.inverted_residual(
+            x, None if expand is None else expand.weight.flatten(1), None if expand is None else expand.bias,
+            depthwise.weight, depthwise.bias, self.project.weight.flatten(1), self.project.bias,
+            list(depthwise.stride), list(depthwise.padding), list(depthwise.dilation),
+            [self.expand_act.low, self.expand_act.high], [self.depthwise_act.low, self.depthwise_act.high],
+            self.residual, tile_rows)
 
     def rows(self, x, top, bottom, owned):
         out = None
@@ -147,8 +166,24 @@ def _inplace(function, inplace_function):
     return lambda t, owned: inplace_function(t) if owned else function(t)
 
 
-def _clamp(low, high):
-    return lambda t, owned: t.clamp_(low, high) if owned else t.clamp(low, high)
+class Clamp:
+    """An activation that clamps to [low, high] (identity, ReLU, ReLU6, Hardtanh): the fused block
+    kernel (rnnpool::inverted_residual) runs these itself."""
+
+    def __init__(self, low=-math.inf, high=math.inf):
+        self.low, self.high = float(low), float(high)
+
+    @property
+    def identity(self):
+        return self.low == -math.inf and self.high == math.inf
+
+    def __call__(self, t, owned):
+        if self.identity:
+            return t
+        return t.clamp_(self.low, self.high) if owned else t.clamp(self.low, self.high)
+
+
+no_activation = Clamp()
 
 
 def activation(module):
@@ -157,11 +192,11 @@ def activation(module):
     if not type(module).__module__.startswith("torch.nn."):
         return None
     if isinstance(module, (nn.Identity, nn.Dropout, nn.Dropout2d)):
-        return lambda t, owned: t
+        return Clamp()
     if isinstance(module, nn.ReLU):
-        return _inplace(torch.relu, torch.relu_)
+        return Clamp(0.0)
     if isinstance(module, nn.Hardtanh):  # ReLU6 too
-        return _clamp(module.min_val, module.max_val)
+        return Clamp(module.min_val, module.max_val)
     if isinstance(module, nn.Sigmoid):
         return _inplace(torch.sigmoid, torch.sigmoid_)
     if isinstance(module, nn.Tanh):
@@ -175,10 +210,6 @@ def activation(module):
     if isinstance(module, (nn.GELU, nn.Hardsigmoid, nn.ELU, nn.PReLU, nn.Mish)):
         return lambda t, owned: module(t)
     return None
-
-
-def no_activation(t, owned):
-    return t
 
 
 def foldable(bn):

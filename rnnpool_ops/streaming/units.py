@@ -3,7 +3,8 @@ or tile of anything in between.
 
 - StripedSweep: every layer before the first RNNPool2d/ReX2d plus that layer, in horizontal stripes:
   each stripe of patch rows is computed from the input rows it needs, swept, written, dropped.
-- Tiled: one row layer (an inverted residual block) in tiles of output rows.
+- Tiled: one row layer (an inverted residual block) in tiles of output rows (in one call of the fused
+  kernel when it can).
 - FoldedPool: pointwise layers followed by a global pool, in tiles of rows that are pooled at once, so
   the pointwise layers' output (MobileNetV2's 1280 channels) never exists whole.
 - WholeRows: a row layer run on the whole map (a convolution with its batch norm folded in).
@@ -55,6 +56,8 @@ class Tiled(nn.Module):
         self.layer, self.in_height, self.out_height, self.tile_rows = layer, in_height, out_height, tile_rows
 
     def forward(self, x):
+        if self.layer.fused:
+            return self.layer.run_fused(x, self.tile_rows)
         if self.tile_rows >= self.out_height:
             return run_rows(self.layer, x, 0, self.out_height, self.in_height)
         return assemble_rows(self.out_height, self.tile_rows,
