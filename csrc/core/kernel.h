@@ -23,6 +23,14 @@ inline void serial_for(int64_t tasks, const std::function<void(int64_t, int64_t)
   if (tasks > 0) run(0, tasks);
 }
 
+// out[i] += the sum of slots[k][i] over the slots k, in order, for i < width (slots: [count][width]):
+// how per-unit and per-chunk gradient sums are combined, the same way for any schedule.
+inline void add_slots_in_order(const std::vector<double>& slots, int64_t width, double* out) {
+  if (width <= 0) return;
+  for (size_t at = 0; at < slots.size(); at += width)
+    for (int64_t i = 0; i < width; ++i) out[i] += slots[at + i];
+}
+
 // One sweep configuration (shape, cell, weights); see sweep.h for what each phase does. Both passes
 // take a chunk of `samples` consecutive samples (x [samples][C][H][W]) and a buffer for its
 // intermediates; the lane groups span the chunk's samples, and every phase is parallel over them.

@@ -166,9 +166,9 @@ class PatchSweep final : public SweepKernel<T> {
                                 pixel_slots.data() + i * w_numel, dP_transposed.data());
       }
     });
-    sum_slots(pool_slots, rnn2_params, layout_.total, grad);
-    sum_slots(sequence_slots, rnn1_params, rnn2_params, grad);
-    sum_slots(pixel_slots, layout_.rnn1[0], layout_.rnn1[0] + w_numel, grad);
+    add_slots_in_order(pool_slots, layout_.total - rnn2_params, grad + rnn2_params);
+    add_slots_in_order(sequence_slots, rnn2_params - rnn1_params, grad + rnn1_params);
+    add_slots_in_order(pixel_slots, w_numel, grad + layout_.rnn1[0]);
   }
 
   // After all samples are summed: the chain rule through sigmoid(zeta), sigmoid(nu).
@@ -346,13 +346,6 @@ class PatchSweep final : public SweepKernel<T> {
       }
     });
     return slots;
-  }
-
-  // grad[begin + i] += the sum of slots[k][i] over k, in order.
-  static void sum_slots(const std::vector<double>& slots, int64_t begin, int64_t end, double* grad) {
-    const int64_t width = end - begin;
-    for (size_t at = 0; at < slots.size(); at += width)
-      for (int64_t i = 0; i < width; ++i) grad[begin + i] += slots[at + i];
   }
 
   // Backward keeps RNN1's tape for every sequence group of the chunk (3-5 x h1 values per step:

@@ -131,8 +131,7 @@ struct CpuSweep {
                    std::min(chunk, shape.batch - first), dx.data_ptr<T>() + first * input_numel(),
                    slots.data() + c * layout.total, buffer, parallel);
       });
-      for (int64_t c = 0; c < chunks; ++c)
-        for (int64_t i = 0; i < layout.total; ++i) total[i] += slots[c * layout.total + i];
+      add_slots_in_order(slots, layout.total, total.data());
     }
     k.finalize(total.data());
 
