@@ -131,6 +131,39 @@ inline void outer_accumulate(const T* RNNPOOL_RESTRICT a, int64_t a_step, int64_
   }
 }
 
+// G[r][c] += sum over lanes l of a[r][l] * bt[l][c]: the outer products of a [rows][L] and b
+// [cols][L] summed over the lanes at once, into a plain row-major G [rows][cols] (for a parameter
+// matrix too large to keep per lane); bt is b transposed, [L][cols] (transpose_rows, projection.h).
+// Each row runs over registers of columns, kBlock at a time (independent accumulators), each fed by
+// the L broadcasts of a[r][l]; G is read and written once per call.
+template <class T, int L>
+inline void outer_accumulate_over_lanes(const T* RNNPOOL_RESTRICT a, int64_t rows, const T* RNNPOOL_RESTRICT bt,
+                                        int64_t cols, T* RNNPOOL_RESTRICT G) {
+  using V = Vec<T>;
+  constexpr int W = V::kWidth, kBlock = 4;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* ar = a + r * L;
+    T* g = G + r * cols;
+    int64_t c = 0;
+    for (; c + kBlock * W <= cols; c += kBlock * W) {
+      V acc[kBlock];
+      for (int i = 0; i < kBlock; ++i) acc[i] = V::load(g + c + i * W);
+      for (int l = 0; l < L; ++l) {
+        const V al(ar[l]);
+        for (int i = 0; i < kBlock; ++i) acc[i] = fmadd(al, V::load(bt + l * cols + c + i * W), acc[i]);
+      }
+      for (int i = 0; i < kBlock; ++i) acc[i].store(g + c + i * W);
+    }
+    for (; c + W <= cols; c += W) {
+      V acc = V::load(g + c);
+      for (int l = 0; l < L; ++l) acc = fmadd(V(ar[l]), V::load(bt + l * cols + c), acc);
+      acc.store(g + c);
+    }
+    for (; c < cols; ++c)
+      for (int l = 0; l < L; ++l) g[c] += ar[l] * bt[l * cols + c];
+  }
+}
+
 // out[i][l] += v[i][l] for n rows
 template <class T, int L>
 inline void add_lanes(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRICT out) {

@@ -139,14 +139,19 @@ class PatchSweep final : public SweepKernel<T> {
     });
     // Phase 3 backward: RNN2 and f_L's gradients, and each group's summary gradients.
     const int64_t rnn2_params = layout_.rnn2[0], rnn1_params = layout_.rnn1[1];
-    const std::vector<double> pool_slots = per_unit_gradients(parallel, patch_groups(samples), rnn2_params, layout_.total,
-                                                              [&](int64_t group, T* grad_lanes, T* ws) {
-      pool_backward(summaries, grad_out, samples, group, group_dS + group * group_summary_grads_size(), grad_lanes, ws);
-    });
+    const int64_t plain_begin = s_.global ? layout_.proj_weight : layout_.total;  // f_L's weight, not per lane
+    const int64_t plain_end = s_.global ? layout_.proj_bias : layout_.total;
+    const std::vector<double> pool_slots = per_unit_gradients(
+        parallel, patch_groups(samples), rnn2_params, layout_.total, plain_begin, plain_end,
+        [&](int64_t group, T* grad_lanes, T* grad_plain, T* ws) {
+          pool_backward(summaries, grad_out, samples, group, group_dS + group * group_summary_grads_size(), grad_lanes,
+                        grad_plain, ws);
+        });
     gather_summary_grads(group_dS, samples, d_summaries, parallel);
     // Phase 2 backward: RNN1's recurrent gradients, and each group's input gradients.
     const std::vector<double> sequence_slots = per_unit_gradients(parallel, sequence_groups(samples), rnn1_params, rnn2_params,
-                                                                  [&](int64_t group, T* grad_lanes, T* ws) {
+                                                                  rnn2_params, rnn2_params,
+                                                                  [&](int64_t group, T* grad_lanes, T*, T* ws) {
       summarize_backward(rnn1_tapes + group * rnn1_tape_size(), d_summaries, samples, group,
                          group_dA + group * group_input_grads_size(), grad_lanes, ws);
     });
@@ -203,6 +208,7 @@ class PatchSweep final : public SweepKernel<T> {
     int64_t d_rnn2_inputs;  // [kh + kw][g2][L]
     int64_t d_rnn2_states;  // [4][h2][L]
     int64_t d_projection;   // [4 h2][L]
+    int64_t summaries_transposed;  // [L][(kh + kw) h1] the summaries, lanes first (f_L's weight gradient)
     int64_t d_recurrent;    // [steps][recurrent rows][L] each step's gradient of the recurrent product
     int64_t backward_size;
   };
@@ -228,6 +234,7 @@ class PatchSweep final : public SweepKernel<T> {
     w.d_rnn2_inputs = take(ns * g2_ * L);
     w.d_rnn2_states = take(4 * s_.hidden2 * L);
     w.d_projection = take(4 * s_.hidden2 * L);
+    w.summaries_transposed = take(s_.global ? ns * s_.hidden1 * L : 0);
     w.d_recurrent = take(longest * std::max(g1_, g2_) * L);
     w.backward_size = at;
     return w;
@@ -326,23 +333,30 @@ class PatchSweep final : public SweepKernel<T> {
     });
   }
 
-  // Runs f(group, grad_lanes, workspace) for every group, in parallel, where grad_lanes holds the
-  // per-lane sums of parameters [begin, end) of the layout ([end - begin][L]). Returns the sums of
-  // each unit of consecutive groups: [units][end - begin], in double. A unit is at most 8 groups
-  // (flushing the lanes stays cheap) and at most an eighth of them (a sample's groups make
-  // several units, so one sample still spreads over the threads); it depends on nothing else.
+  // Runs f(group, grad_lanes, grad_plain, workspace) for every group, in parallel. grad_lanes holds
+  // the per-lane sums of parameters [begin, end) of the layout except [plain_begin, plain_end)
+  // ([end - begin - plain count][L], in layout order); grad_plain the sums of those, not per lane
+  // (f_L's weight: 16 lanes of it would take 16 times its size per worker). Returns the sums of each
+  // unit of consecutive groups: [units][end - begin], in double. A unit is at most 8 groups
+  // (flushing the lanes stays cheap) and at most an eighth of them (a sample's groups make several
+  // units, so one sample still spreads over the threads); it depends on nothing else.
   template <class F>
   std::vector<double> per_unit_gradients(const ParallelFor& parallel, int64_t groups, int64_t begin, int64_t end,
-                                         F&& f) const {
+                                         int64_t plain_begin, int64_t plain_end, F&& f) const {
     const int64_t per_unit = std::max<int64_t>(1, std::min<int64_t>(8, groups / 8));
-    const int64_t units = (groups + per_unit - 1) / per_unit, width = end - begin;
+    const int64_t units = (groups + per_unit - 1) / per_unit, width = end - begin, plain = plain_end - plain_begin;
+    const int64_t before = plain_begin - begin, after = end - plain_end;
     std::vector<double> slots(units * width, 0.0);
     parallel(units, [&](int64_t first, int64_t last) {
-      std::vector<T> workspace(workspace_.backward_size), grad_lanes(width * L, T(0));
+      std::vector<T> workspace(workspace_.backward_size), grad_lanes((width - plain) * L, T(0)), grad_plain(plain, T(0));
       for (int64_t u = first; u < last; ++u) {
         for (int64_t g = u * per_unit; g < std::min(groups, (u + 1) * per_unit); ++g)
-          f(g, grad_lanes.data(), workspace.data());
-        flush_lanes(grad_lanes.data(), width, slots.data() + u * width);
+          f(g, grad_lanes.data(), grad_plain.data(), workspace.data());
+        double* slot = slots.data() + u * width;
+        flush_lanes(grad_lanes.data(), before, slot);
+        flush_lanes(grad_lanes.data() + before * L, after, slot + before + plain);
+        for (int64_t i = 0; i < plain; ++i) slot[before + i] += grad_plain[i];
+        fill(grad_plain.data(), plain, T(0));
       }
     });
     return slots;
@@ -597,16 +611,17 @@ class PatchSweep final : public SweepKernel<T> {
   }
 
   // Backward of phase 3 for one group of patches: the gradients of the summaries its lanes read go
-  // to the group's own rows, [kh + kw][L][h1]; parameter gradients are added to grad_lanes.
+  // to the group's own rows, [kh + kw][L][h1]; parameter gradients are added to grad_lanes (RNN2's,
+  // then f_L's bias) and grad_plain (f_L's weight).
   void pool_backward(const T* summaries, const T* grad_out, int64_t samples, int64_t group, T* group_dS,
-                     T* grad_lanes, T* ws) const {
+                     T* grad_lanes, T* grad_plain, T* ws) const {
     const PatchLanes lanes = patch_lanes(samples, group);
     run_pool(summaries, lanes, ws, /*record=*/true);
     const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
     const T *S = ws + workspace_.summaries, *tape2 = ws + workspace_.rnn2_tape;
     T *dS = ws + workspace_.d_summaries, *dB = ws + workspace_.d_rnn2_inputs, *dQ = ws + workspace_.d_rnn2_states, *dG = ws + workspace_.d_projection, *scratch = ws + workspace_.scratch;
     T* grad2[Cell::kNumParams];
-    const int64_t first_param = layout_.rnn2[0];  // grad_lanes: RNN2's parameters, then f_L's
+    const int64_t first_param = layout_.rnn2[0];  // grad_lanes: RNN2's parameters, then f_L's bias
     lane_grads(grad_lanes, first_param, layout_.rnn2, grad2);
 
     // The output gradient, laid out like the forward's Q and G blocks; idle lanes get 0.
@@ -620,8 +635,10 @@ class PatchSweep final : public SweepKernel<T> {
     fill(dS, s_.summaries() * h1L, T(0));
     if (s_.global) {
       const int64_t in = s_.summaries() * s_.hidden1;
-      outer_accumulate<T, L>(dG, 0, 4 * s_.hidden2, S, 0, in, 1, grad_lanes + (layout_.proj_weight - first_param) * L);
-      add_lanes<T, L>(dG, 4 * s_.hidden2, grad_lanes + (layout_.proj_bias - first_param) * L);
+      T* St = ws + workspace_.summaries_transposed;
+      transpose_rows(S, in, L, St);
+      outer_accumulate_over_lanes<T, L>(dG, 4 * s_.hidden2, St, in, grad_plain);
+      add_lanes<T, L>(dG, 4 * s_.hidden2, grad_lanes + (layout_.proj_weight - first_param) * L);
       matvec_transposed_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, in, dG, dS);
     }
     if (s_.needs_rnn2()) {
