@@ -30,11 +30,12 @@ class Timing:
         return self.flops / (self.fused_ms * 1e6)
 
 
-def interleaved_medians(steps, reps, warmup):
+def interleaved_medians(steps, reps, warmup, prepare=None):
     """Median milliseconds of each callable in `steps`.
 
     The callables take turns within every repetition, and the order flips
     each time, so machine noise and cache state hit all of them alike.
+    prepare: a callable per step, run untimed before each of its timed calls.
     """
     for _ in range(warmup):
         for step in steps:
@@ -43,6 +44,8 @@ def interleaved_medians(steps, reps, warmup):
     order = list(range(len(steps)))
     for _ in range(reps):
         for i in order:
+            if prepare is not None:
+                prepare[i]()
             start = time.perf_counter()
             steps[i]()
             samples[i].append((time.perf_counter() - start) * 1e3)
@@ -66,20 +69,23 @@ def measure_case(case, reps, warmup, runs=1):
 
 
 def thread_scaling(case, reps, warmup, runs=1):
-    """Medians of the fused forward+backward on one thread and on torch's thread count, interleaved
-    (the thread count is set before each repetition): {threads: ms}."""
+    """Medians of the fused forward+backward on one thread and on torch's thread count, interleaved.
+    Before each timed step the thread count is set and one step runs untimed: the first parallel
+    region after a change of thread count wakes the thread team (measured: 6% of a batch-1 step on
+    two threads), a cost no training loop at a fixed count pays. {threads: ms}."""
     layer, x = build(case)
     step = make_step(layer, x, BACKENDS["fused"], "forward+backward")
     threads = torch.get_num_threads()
 
-    def on(count):
-        def run():
+    def switch_to(count):
+        def prepare():
             torch.set_num_threads(count)
             step()
-        return run
+        return prepare
 
     try:
-        per_run = [interleaved_medians([on(1), on(threads)], reps, warmup) for _ in range(runs)]
+        per_run = [interleaved_medians([step, step], reps, warmup, prepare=[switch_to(1), switch_to(threads)])
+                   for _ in range(runs)]
     finally:
         torch.set_num_threads(threads)
     one, many = (median(side) for side in zip(*per_run))
