@@ -42,10 +42,14 @@ std::vector<at::Tensor> contiguous(at::TensorList tensors) {
 constexpr int64_t kForwardChunkBytes = int64_t(16) << 20;
 constexpr int64_t kBackwardChunkBytes = int64_t(16) << 20;
 
-// Samples per chunk: as many as fit `budget` bytes at `per_sample` elements of T each, at least one.
+// Samples per chunk: as many as fit `budget` bytes at `per_sample` elements of T each, at least one,
+// then evened out over the chunks that makes (8 samples at 6 per chunk: two chunks of 4, not 6 and 2,
+// which would leave one thread idle for half the call).
 template <class T>
 int64_t chunk_samples(int64_t batch, int64_t per_sample, int64_t budget) {
-  return std::max<int64_t>(1, std::min<int64_t>(batch, budget / std::max<int64_t>(1, per_sample * sizeof(T))));
+  const int64_t most = std::max<int64_t>(1, std::min<int64_t>(batch, budget / std::max<int64_t>(1, per_sample * sizeof(T))));
+  const int64_t chunks = std::max<int64_t>(1, (batch + most - 1) / most);
+  return std::max<int64_t>(1, (batch + chunks - 1) / chunks);
 }
 
 // at::parallel_for as the core's ParallelFor (serial_for, kernel.h, for a core call inside a thread).
@@ -53,12 +57,15 @@ void torch_parallel_for(int64_t tasks, const std::function<void(int64_t, int64_t
   at::parallel_for(0, tasks, 1, run);
 }
 
-// run(chunk, buffer, parallel) for each of `chunks` chunks, on whole chunks per thread when there are
-// enough of them, else one chunk after another with the core's phases spread over the threads.
+// run(chunk, buffer, parallel) for each of `chunks` chunks, on whole chunks per thread when they
+// split evenly enough, else one chunk after another with the core's phases spread over the threads.
 // buffer: `elements` of T for the call.
 template <class T, class F>
 void for_each_chunk(int64_t chunks, int64_t elements, const at::TensorOptions& options, F&& run) {
-  if (chunks >= at::get_num_threads()) {
+  // Whole chunks per thread when they split evenly enough (a multiple of the threads, or at least 4
+  // per thread); otherwise each chunk's phases spread over all threads. Either way the same results.
+  const int64_t threads = at::get_num_threads();
+  if (chunks >= threads && (chunks % threads == 0 || chunks >= 4 * threads)) {
     at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
       const at::Tensor buffer = at::empty({elements}, options);
       for (int64_t c = begin; c < end; ++c) run(c, buffer.data_ptr<T>(), ParallelFor(serial_for));
