@@ -161,7 +161,7 @@ class PatchSweep final : public SweepKernel<T> {
     parallel(tasks, [&](int64_t begin, int64_t end) {
       const int64_t most_pixels =  // of any task
           samples_per_pixel_task() > 1 ? samples_per_pixel_task() * s_.pixels() : std::min(kPixelsPerTask, s_.pixels());
-      std::vector<T> dP(g1_ * most_pixels), dP_transposed(g1_ * most_pixels);
+      std::vector<T> dP(g1_ * most_pixels), dP_transposed(g1_ * padded_stride<T>(most_pixels));
       for (int64_t i = begin; i < end; ++i) {
         const PixelTask task = pixel_task(samples, i);
         const int64_t n = task.first_sample;
@@ -578,7 +578,9 @@ class PatchSweep final : public SweepKernel<T> {
     run_sequence(rnn1_, s_.hidden1, ws + workspace_.rnn1_inputs, g1_ * L, lanes.length, ws + workspace_.rnn1_state, tape, tape1_, ws + workspace_.scratch);
   }
 
-  // RNN2 and the projection over one group of patches: results in the rnn2_states and projection spans.
+  // RNN2 and the projection over one group of patches: results in the rnn2_states and projection
+  // spans. With `record` (the backward), RNN2's tapes instead of the projection, which is linear:
+  // its gradients need only the summaries.
   void run_pool(const T* summaries, const PatchLanes& lanes, T* ws, bool record) const {
     const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
     T *S = ws + workspace_.summaries, *B = ws + workspace_.rnn2_inputs, *Q = ws + workspace_.rnn2_states, *scratch = ws + workspace_.scratch;
@@ -600,7 +602,7 @@ class PatchSweep final : public SweepKernel<T> {
                      tape2 ? tape2 + tape_slot * tape2_ : nullptr, tape2_, scratch);
       });
     }
-    if (s_.global) {
+    if (s_.global && !record) {
       add_bias_lanes<T, L>(nullptr, p_.proj_bias, 4 * s_.hidden2, ws + workspace_.projection);
       matvec_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, s_.summaries() * s_.hidden1, S, ws + workspace_.projection);
     }

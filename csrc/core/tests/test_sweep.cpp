@@ -315,6 +315,10 @@ int main() {
       // one (1024): two blocks, the last one partial.
       {"gru a sample per pixel task", CellKind::GRU, 2, 2, 17, 20, 3, 3, 2, 2, 1, 1, 3, 2, true, true, true},
       {"fastgrnn two pixel blocks", CellKind::FastGRNN, 1, 2, 33, 33, 3, 3, 2, 2, 1, 1, 3, 2, true, false, true},
+      // Enough channels, units and pixels for the backward projection's whole register tiles and
+      // every kind of edge (9 channels, 15 or 6 units, 99 pixels: 96 in tiles, 3 left over).
+      {"gru register tiles of the projection", CellKind::GRU, 2, 9, 9, 11, 3, 3, 2, 2, 1, 1, 5, 3, true, true, true},
+      {"fastgrnn register tiles of the projection", CellKind::FastGRNN, 1, 7, 9, 11, 3, 3, 2, 2, 1, 1, 6, 2, true, false, true},
   };
   const CpuIsa& scalar_isa = compiled_cpu_isas().back();
   for (const CpuIsa& isa : compiled_cpu_isas()) {
