@@ -20,7 +20,7 @@ GEOMETRIES = {
     "wide_row": (1, 1, 3, 17, (3, 5), (1, 3), (0, 1)),
     "wide_image": (2, 3, 6, 41, 3, 2, 1),  # many sequences per lane group, groups across patch rows
     "wide_unpadded": (1, 2, 5, 40, (3, 2), (2, 1), 0),
-    "many_small_maps": (37, 3, 4, 4, 4, 4, 0),  # one patch per sample: lane groups span samples
+    "many_small_maps": (37, 3, 4, 4, 4, 4, 0),  # one patch per sample: lane groups span samples; backward chunks of at most 16 (float64: 8)
 }
 # The geometries the slow Triton interpreter runs: one of each kind of edge.
 INTERPRETER_GEOMETRIES = ["overlap", "nonsquare_gaps", "padding", "one_output_pixel"]

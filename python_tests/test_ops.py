@@ -149,12 +149,16 @@ def test_export():
 
 
 # Shapes that the CPU op schedules differently on one thread and on several: a batch in one chunk
-# (its phases spread over the threads), a single sample, many small maps in one chunk, and a chunk
-# per sample (whole chunks per thread).
+# (its phases spread over the threads), a single sample, small maps (one patch each) in one
+# backward chunk, in three (the backward takes at most the 16 samples that fill a lane group per
+# chunk: one after another, phases spread) and in four (whole chunks per thread), and a chunk per
+# sample (whole chunks per thread).
 THREADING_SHAPES = {
     "batch": ((7, 5, 13, 11), (3, 2), 1, (8, 4)),
     "one_sample": ((1, 3, 40, 37), 4, 2, (8, 4)),
+    "small_maps_one_chunk": ((13, 3, 4, 4), 4, 4, (8, 4)),
     "small_maps": ((45, 3, 4, 4), 4, 4, (8, 4)),
+    "small_maps_chunk_per_thread": ((64, 3, 4, 4), 4, 4, (8, 4)),
     "sample_per_chunk": ((3, 4, 112, 112), 6, 4, (16, 8)),
 }
 

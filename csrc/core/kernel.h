@@ -41,6 +41,9 @@ class SweepKernel {
   virtual const GradOffsets& layout() const = 0;
   virtual int64_t forward_buffer_size(int64_t samples) const = 0;   // elements
   virtual int64_t backward_buffer_size(int64_t samples) const = 0;  // elements
+  // The fewest samples whose patches fill whole lane groups (a sample of a small map has fewer
+  // patches than lanes).
+  virtual int64_t lane_filling_samples() const = 0;
   // out: [samples][C_out][out_h][out_w], overwritten.
   virtual void forward(const T* x, int64_t samples, T* out, T* buffer, const ParallelFor& parallel) const = 0;
   // dx (overwritten) and grad (see layout(), accumulated) for grad_out [samples][C_out][out_h][out_w].

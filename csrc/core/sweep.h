@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 #include "cells.h"
@@ -100,6 +101,8 @@ class PatchSweep final : public SweepKernel<T> {
     return samples * (projection_size() + 2 * summaries_size()) + sequence_groups(samples) * rnn1_tape_size() +
            patch_groups(samples) * group_summary_grads_size() + sequence_groups(samples) * group_input_grads_size();
   }
+
+  int64_t lane_filling_samples() const override { return L / std::gcd<int64_t>(patches_, L); }
 
   void forward(const T* x, int64_t samples, T* out, T* buffer, const ParallelFor& parallel) const override {
     T* P = buffer;

@@ -1,9 +1,10 @@
 // CPU kernels of rnnpool::forward / rnnpool::backward: argument checks, threading with
 // at::parallel_for, and the torch-free core (csrc/core/sweep.h, built per ISA, see cpu_isa.h)
 // doing the math. Both passes hand the core chunks of samples, as many samples as fit a fixed
-// memory budget for the intermediates. With at least as many chunks as threads, the threads take
-// whole chunks (each thread its own buffer; the best use of the caches); with fewer, one chunk at a
-// time is spread over all threads by the core (a single large sample, or a batch of small ones).
+// memory budget for the intermediates (in the backward, at most as many as fill a lane group with
+// patches). With at least as many chunks as threads, the threads take whole chunks when they split
+// evenly (each thread its own buffer; the best use of the caches); otherwise one chunk at a time is
+// spread over all threads by the core (a single large sample, or a batch of small ones).
 // The chunk size does not depend on the thread count, no result of the core depends on the
 // schedule, and each chunk's parameter gradients are summed in chunk order, so every result is the
 // same for any thread count.
@@ -47,14 +48,15 @@ std::vector<at::Tensor> contiguous(at::TensorList tensors) {
 constexpr int64_t kForwardChunkBytes = int64_t(16) << 20;
 constexpr int64_t kBackwardChunkBytes = int64_t(16) << 20;
 
-// Samples per chunk: as many as fit `budget` bytes at `per_sample` elements of T each, at least one,
-// then evened out over the chunks that makes (8 samples at 6 per chunk: two chunks of 4, not 6 and 2,
-// which would leave one thread idle for half the call).
+// Samples per chunk: as many as fit `budget` bytes at `per_sample` elements of T each, at least one
+// and at most `cap`, then evened out over the chunks that makes (8 samples at 6 per chunk: two chunks
+// of 4, not 6 and 2, which would leave one thread idle for half the call).
 template <class T>
-int64_t chunk_samples(int64_t batch, int64_t per_sample, int64_t budget) {
-  const int64_t most = std::max<int64_t>(1, std::min<int64_t>(batch, budget / std::max<int64_t>(1, per_sample * sizeof(T))));
-  const int64_t chunks = std::max<int64_t>(1, (batch + most - 1) / most);
-  return std::max<int64_t>(1, (batch + chunks - 1) / chunks);
+int64_t chunk_samples(int64_t batch, int64_t per_sample, int64_t budget, int64_t cap = INT64_MAX) {
+  const int64_t fit = budget / std::max<int64_t>(1, per_sample * sizeof(T));
+  const int64_t most = std::max<int64_t>(1, std::min({batch, fit, cap}));
+  const int64_t chunks = (batch + most - 1) / most;
+  return (batch + chunks - 1) / chunks;
 }
 
 // at::parallel_for as the core's ParallelFor (serial_for, kernel.h, for a core call inside a thread).
@@ -153,7 +155,10 @@ struct CpuSweep {
     const GradOffsets& layout = k.layout();
     std::vector<double> total(layout.total, 0.0);
     if (shape.batch > 0) {
-      const int64_t chunk = chunk_samples<T>(shape.batch, k.backward_buffer_size(1), kBackwardChunkBytes);
+      // At most the samples that fill whole lane groups: small maps then train in several chunks,
+      // whole ones per thread, and hold only those chunks' buffers (64 4x4 samples: 4 chunks of 16).
+      const int64_t chunk =
+          chunk_samples<T>(shape.batch, k.backward_buffer_size(1), kBackwardChunkBytes, k.lane_filling_samples());
       const int64_t chunks = (shape.batch + chunk - 1) / chunk;
       // Each chunk's parameter gradients in a slot of their own, summed in chunk order below.
       std::vector<double> slots(chunks * layout.total, 0.0);
