@@ -153,10 +153,10 @@ class PatchSweep final : public SweepKernel<T> {
     gather_summary_grads(group_dS, samples, d_summaries, parallel);
     // Phase 2 backward: RNN1's recurrent gradients, and each group's input gradients.
     const std::vector<double> sequence_slots = per_unit_gradients(parallel, sequence_groups(samples), rnn1_params, rnn2_params,
-                                                                  rnn2_params, rnn2_params,
-                                                                  [&](int64_t group, T* grad_lanes, T*, T* ws) {
+                                                                  rnn1_params, layout_.rnn1[2],  // the recurrent weight: plain
+                                                                  [&](int64_t group, T* grad_lanes, T* grad_plain, T* ws) {
       summarize_backward(rnn1_tapes + group * rnn1_tape_size(), d_summaries, samples, group,
-                         group_dA + group * group_input_grads_size(), grad_lanes, ws);
+                         group_dA + group * group_input_grads_size(), grad_lanes, grad_plain, ws);
     });
     // Phase 1 backward, per pixel task: the task's dP, then dx and W_input's gradient.
     const int64_t tasks = pixel_tasks(samples), w_numel = g1_ * s_.channels;
@@ -213,6 +213,7 @@ class PatchSweep final : public SweepKernel<T> {
     int64_t d_projection;   // [4 h2][L]
     int64_t summaries_transposed;  // [L][(kh + kw) h1] the summaries, lanes first (f_L's weight gradient)
     int64_t d_recurrent;    // [steps][recurrent rows][L] each step's gradient of the recurrent product
+    int64_t h_transposed;   // [steps][L][h1] RNN1's h_prev of each step, lanes first (its recurrent weight's gradient)
     int64_t backward_size;
   };
 
@@ -239,6 +240,7 @@ class PatchSweep final : public SweepKernel<T> {
     w.d_projection = take(4 * s_.hidden2 * L);
     w.summaries_transposed = take(s_.global ? ns * s_.hidden1 * L : 0);
     w.d_recurrent = take(longest * std::max(g1_, g2_) * L);
+    w.h_transposed = take(longest * L * s_.hidden1);
     w.backward_size = at;
     return w;
   }
@@ -561,15 +563,24 @@ class PatchSweep final : public SweepKernel<T> {
 
   // dh: gradient of the final state (consumed). dx0: gradients of the inputs (accumulated).
   // d_recurrent: room for every step's gradient of the recurrent product ([len][rows][L]).
+  // recurrent_plain: null, and the recurrent weight's gradient goes to the lanes of
+  // grad[kRecurrentWeight]; or its plain accumulator, summed over the lanes too (h_transposed:
+  // room for the len steps' h_prev transposed, [len][L][hidden]).
   static void run_sequence_backward(const Weights& w, int64_t hidden, T* dx0, int64_t x_stride, int64_t len, T* dh,
-                                    const T* tape, int64_t tape_stride, T* const* grad, T* d_recurrent, T* scratch) {
+                                    const T* tape, int64_t tape_stride, T* const* grad, T* d_recurrent, T* scratch,
+                                    T* recurrent_plain = nullptr, T* h_transposed = nullptr) {
     const int64_t rows = Cell::kRecurrentRows * hidden;
     for (int64_t t = len - 1; t >= 0; --t)
       Cell::step_backward(w, tape + t * tape_stride, dh, dx0 + t * x_stride, grad, d_recurrent + t * rows * L,
                           scratch);
     // The recurrent weight's gradient over the whole sequence; h_prev heads each step's tape.
-    outer_accumulate<T, L>(d_recurrent, rows * L, rows, tape, tape_stride, hidden, len,
-                           grad[Cell::kRecurrentWeight]);
+    if (!recurrent_plain) {
+      outer_accumulate<T, L>(d_recurrent, rows * L, rows, tape, tape_stride, hidden, len, grad[Cell::kRecurrentWeight]);
+      return;
+    }
+    for (int64_t t = 0; t < len; ++t) transpose_rows(tape + t * tape_stride, hidden, L, h_transposed + t * L * hidden);
+    outer_accumulate_steps_over_lanes<T, L>(d_recurrent, rows * L, rows, h_transposed, L * hidden, hidden, len,
+                                            recurrent_plain);
   }
 
   void store_summaries(const SequenceLanes& lanes, const T* h, T* summaries, T* sink) const {
@@ -616,9 +627,16 @@ class PatchSweep final : public SweepKernel<T> {
   }
 
   // Pointers to one cell's per-lane gradient accumulators, in parameter order, in grad_lanes that
-  // start at parameter `first` of the layout (null for a parameter before it).
-  void lane_grads(T* grad_lanes, int64_t first, const int64_t* offsets, T** out) const {
-    for (int p = 0; p < Cell::kNumParams; ++p) out[p] = offsets[p] >= first ? grad_lanes + (offsets[p] - first) * L : nullptr;
+  // start at parameter `first` of the layout and leave out the plain parameters [plain_begin,
+  // plain_end) (see per_unit_gradients); null for a parameter before `first` or a plain one.
+  void lane_grads(T* grad_lanes, int64_t first, int64_t plain_begin, int64_t plain_end, const int64_t* offsets,
+                  T** out) const {
+    for (int p = 0; p < Cell::kNumParams; ++p) {
+      const int64_t at = offsets[p];
+      out[p] = at < first || (at >= plain_begin && at < plain_end)
+                   ? nullptr
+                   : grad_lanes + (at - first - (at >= plain_end ? plain_end - plain_begin : 0)) * L;
+    }
   }
 
   // Backward of phase 3 for one group of patches: the gradients of the summaries its lanes read go
@@ -633,7 +651,7 @@ class PatchSweep final : public SweepKernel<T> {
     T *dS = ws + workspace_.d_summaries, *dB = ws + workspace_.d_rnn2_inputs, *dQ = ws + workspace_.d_rnn2_states, *dG = ws + workspace_.d_projection, *scratch = ws + workspace_.scratch;
     T* grad2[Cell::kNumParams];
     const int64_t first_param = layout_.rnn2[0];  // grad_lanes: RNN2's parameters, then f_L's bias
-    lane_grads(grad_lanes, first_param, layout_.rnn2, grad2);
+    lane_grads(grad_lanes, first_param, 0, 0, layout_.rnn2, grad2);
 
     // The output gradient, laid out like the forward's Q and G blocks; idle lanes get 0.
     fill(dQ, 4 * h2L, T(0));
@@ -748,12 +766,13 @@ class PatchSweep final : public SweepKernel<T> {
   // Backward of phase 2 for one group of sequences, from its tape: the gradients of its steps'
   // inputs go to the group's own rows, [steps][L][g1]; parameter gradients are added to grad_lanes.
   void summarize_backward(const T* tape, const T* d_summaries, int64_t samples, int64_t group, T* group_dA,
-                          T* grad_lanes, T* ws) const {
+                          T* grad_lanes, T* grad_recurrent, T* ws) const {
     const SequenceLanes lanes = sequence_lanes(samples, group);
     T* dh = ws + workspace_.rnn1_state;
     T* dA = ws + workspace_.d_rnn1_inputs;
     T* grad1[Cell::kNumParams];
-    lane_grads(grad_lanes, layout_.rnn1[1], layout_.rnn1, grad1);  // all but W_input's (phase 1 takes those)
+    // All but W_input's (phase 1 takes those) and the recurrent weight's (grad_recurrent).
+    lane_grads(grad_lanes, layout_.rnn1[1], layout_.rnn1[1], layout_.rnn1[2], layout_.rnn1, grad1);
     T* zeros = ws + workspace_.zero_row;
     fill(zeros, s_.hidden1, T(0));
     const T* rows[L];
@@ -761,7 +780,7 @@ class PatchSweep final : public SweepKernel<T> {
     rows_to_lanes<T, L>(rows, s_.hidden1, dh);
     fill(dA, lanes.length * g1_ * L, T(0));
     run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + workspace_.d_recurrent,
-                          ws + workspace_.scratch);
+                          ws + workspace_.scratch, grad_recurrent, ws + workspace_.h_transposed);
     for (int64_t t = 0; t < lanes.length; ++t) lanes_to_own_rows(dA + t * g1_ * L, g1_, group_dA + t * L * g1_);
   }
 
