@@ -153,7 +153,7 @@ class PatchSweep final : public SweepKernel<T> {
     gather_summary_grads(group_dS, samples, d_summaries, parallel);
     // Phase 2 backward: RNN1's recurrent gradients, and each group's input gradients.
     const std::vector<double> sequence_slots = per_unit_gradients(parallel, sequence_groups(samples), rnn1_params, rnn2_params,
-                                                                  rnn1_params, layout_.rnn1[2],  // the recurrent weight: plain
+                                                                  rnn1_params, recurrent_plain_end(),
                                                                   [&](int64_t group, T* grad_lanes, T* grad_plain, T* ws) {
       summarize_backward(rnn1_tapes + group * rnn1_tape_size(), d_summaries, samples, group,
                          group_dA + group * group_input_grads_size(), grad_lanes, grad_plain, ws);
@@ -763,6 +763,14 @@ class PatchSweep final : public SweepKernel<T> {
     }
   }
 
+  // RNN1's recurrent weight gradient is plain (summed over the lanes per group, see
+  // run_sequence_backward) when h1 fills whole registers; else it stays per lane (h8 in 16-lane
+  // registers would leave the plain product to its scalar edge loop: the VWW step took 16 ms, not 10).
+  // Returns the end of the plain range of parameters, which starts at that weight (empty: per lane).
+  int64_t recurrent_plain_end() const {
+    return s_.hidden1 % Vec<T>::kWidth == 0 ? layout_.rnn1[2] : layout_.rnn1[1];
+  }
+
   // Backward of phase 2 for one group of sequences, from its tape: the gradients of its steps'
   // inputs go to the group's own rows, [steps][L][g1]; parameter gradients are added to grad_lanes.
   void summarize_backward(const T* tape, const T* d_summaries, int64_t samples, int64_t group, T* group_dA,
@@ -771,8 +779,8 @@ class PatchSweep final : public SweepKernel<T> {
     T* dh = ws + workspace_.rnn1_state;
     T* dA = ws + workspace_.d_rnn1_inputs;
     T* grad1[Cell::kNumParams];
-    // All but W_input's (phase 1 takes those) and the recurrent weight's (grad_recurrent).
-    lane_grads(grad_lanes, layout_.rnn1[1], layout_.rnn1[1], layout_.rnn1[2], layout_.rnn1, grad1);
+    // All but W_input's (phase 1 takes those) and, when plain, the recurrent weight's (grad_recurrent).
+    lane_grads(grad_lanes, layout_.rnn1[1], layout_.rnn1[1], recurrent_plain_end(), layout_.rnn1, grad1);
     T* zeros = ws + workspace_.zero_row;
     fill(zeros, s_.hidden1, T(0));
     const T* rows[L];
@@ -780,7 +788,8 @@ class PatchSweep final : public SweepKernel<T> {
     rows_to_lanes<T, L>(rows, s_.hidden1, dh);
     fill(dA, lanes.length * g1_ * L, T(0));
     run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + workspace_.d_recurrent,
-                          ws + workspace_.scratch, grad_recurrent, ws + workspace_.h_transposed);
+                          ws + workspace_.scratch, recurrent_plain_end() > layout_.rnn1[1] ? grad_recurrent : nullptr,
+                          ws + workspace_.h_transposed);
     for (int64_t t = 0; t < lanes.length; ++t) lanes_to_own_rows(dA + t * g1_ * L, g1_, group_dA + t * L * g1_);
   }
 

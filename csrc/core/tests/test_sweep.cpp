@@ -319,6 +319,10 @@ int main() {
       // every kind of edge (9 channels, 15 or 6 units, 99 pixels: 96 in tiles, 3 left over).
       {"gru register tiles of the projection", CellKind::GRU, 2, 9, 9, 11, 3, 3, 2, 2, 1, 1, 5, 3, true, true, true},
       {"fastgrnn register tiles of the projection", CellKind::FastGRNN, 1, 7, 9, 11, 3, 3, 2, 2, 1, 1, 6, 2, true, false, true},
+      // Hidden sizes that fill whole registers (8: AVX2, 16: AVX-512): RNN1's recurrent weight
+      // gradient summed over the lanes per group.
+      {"gru hidden 16", CellKind::GRU, 2, 3, 7, 9, 3, 3, 2, 2, 1, 1, 16, 3, true, true, true},
+      {"fastgrnn hidden 8", CellKind::FastGRNN, 1, 2, 9, 7, 3, 3, 2, 2, 1, 1, 8, 3, true, false, true},
   };
   const CpuIsa& scalar_isa = compiled_cpu_isas().back();
   for (const CpuIsa& isa : compiled_cpu_isas()) {
