@@ -45,11 +45,11 @@ inline void fastgrnn_lanes(int64_t H, const T* RNNPOOL_RESTRICT pre, const T* RN
   }
 }
 
-// dh: in d/dh_t, out the direct part of d/dh_{t-1}; dpre = d/d(W x + U h_prev).
+// dh: in d/dh_t, out the direct part of d/dh_{t-1}; dpre = d/d(W x + U h_prev), also added to dxp.
 template <Nonlinearity Gate, Nonlinearity Update, class T, int L>
 inline void fastgrnn_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, const T* RNNPOOL_RESTRICT z,
                                     const T* RNNPOOL_RESTRICT h_tilde, T zeta, T nu, T* RNNPOOL_RESTRICT dh,
-                                    T* RNNPOOL_RESTRICT dpre, T* RNNPOOL_RESTRICT g_bias_gate,
+                                    T* RNNPOOL_RESTRICT dpre, T* RNNPOOL_RESTRICT dxp, T* RNNPOOL_RESTRICT g_bias_gate,
                                     T* RNNPOOL_RESTRICT g_bias_update, T* RNNPOOL_RESTRICT g_zeta,
                                     T* RNNPOOL_RESTRICT g_nu) {
   using V = Vec<T>;
@@ -65,7 +65,9 @@ inline void fastgrnn_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev,
       (V::load(g_bias_update + i) + g.pre_update).store(g_bias_update + i);
       (V::load(g_zeta + l) + g.zeta).store(g_zeta + l);
       (V::load(g_nu + l) + g.nu).store(g_nu + l);
-      (g.pre_gate + g.pre_update).store(dpre + i);
+      const V d = g.pre_gate + g.pre_update;
+      d.store(dpre + i);
+      (V::load(dxp + i) + d).store(dxp + i);
       g.h_prev.store(dh + i);
     }
 }
@@ -102,22 +104,28 @@ inline void gru_lanes(int64_t H, const T* RNNPOOL_RESTRICT ai, const T* RNNPOOL_
   }
 }
 
-// dh: in d/dh_t, out the direct part of d/dh_{t-1}; dai = d/d ai, dah = d/d ah ([3H][L] each).
+// dh: in d/dh_t, out the direct part of d/dh_{t-1}; dah = d/d ah ([3H][L]); d/d ai is added to dxp
+// and to the gradient of bias_ih ([3H][L] each), d/d ah_n to that of bias_hh's n rows (its r and z
+// rows equal bias_ih's: GRU::finalize_grads copies them).
 template <class T, int L>
 inline void gru_backward_lanes(int64_t H, const T* RNNPOOL_RESTRICT h_prev, const T* RNNPOOL_RESTRICT r,
                                const T* RNNPOOL_RESTRICT z, const T* RNNPOOL_RESTRICT n,
-                               const T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT dh, T* RNNPOOL_RESTRICT dai,
-                               T* RNNPOOL_RESTRICT dah) {
+                               const T* RNNPOOL_RESTRICT ah_n, T* RNNPOOL_RESTRICT dh, T* RNNPOOL_RESTRICT dah,
+                               T* RNNPOOL_RESTRICT dxp, T* RNNPOOL_RESTRICT g_bias_ih, T* RNNPOOL_RESTRICT g_bias_hh) {
   using V = Vec<T>;
   const int64_t HL = H * L;
+  auto add = [](T* p, V v) { (V::load(p) + v).store(p); };
   for (int64_t i = 0; i < HL; i += V::kWidth) {
     const GRUPointGrad<V> g = gru_point_backward(V::load(dh + i), V::load(r + i), V::load(z + i), V::load(n + i),
                                                  V::load(ah_n + i), V::load(h_prev + i));
-    g.ai_r.store(dai + i);
+    const V ai[3] = {g.ai_r, g.ai_z, g.ai_n};
+    for (int k = 0; k < 3; ++k) {
+      add(dxp + k * HL + i, ai[k]);
+      add(g_bias_ih + k * HL + i, ai[k]);
+    }
+    add(g_bias_hh + 2 * HL + i, g.ah_n);
     g.ai_r.store(dah + i);
-    g.ai_z.store(dai + HL + i);
     g.ai_z.store(dah + HL + i);
-    g.ai_n.store(dai + 2 * HL + i);
     g.ah_n.store(dah + 2 * HL + i);
     g.h_prev.store(dh + i);
   }
@@ -171,7 +179,7 @@ struct FastGRNN {
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* pre = scratch;
-    matvec_accumulate<T, L>(w.U, H, H, h, pre, /*base=*/xp);
+    matvec_with_base<T, L>(w.U, H, H, h, xp, pre);
     with_nonlinearities(w.gate, w.update, [&](auto gate, auto update) {
       constexpr Nonlinearity G = decltype(gate)::value, U = decltype(update)::value;
       if (tape)
@@ -182,16 +190,14 @@ struct FastGRNN {
   }
 
   // dh: in d/dh_t, out d/dh_{t-1}. dxp += d/dxp. grad[p]: per-lane accumulators.
-  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent,
-                            T* /*scratch*/) {
+  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent) {
     const int64_t H = w.hidden, n = H * L;
     T* dpre = d_recurrent;  // pre = W x + U h_prev
     with_nonlinearities(w.gate, w.update, [&](auto gate, auto update) {
       fastgrnn_backward_lanes<decltype(gate)::value, decltype(update)::value, T, L>(
-          H, tape, tape + n, tape + 2 * n, w.zeta, w.nu, dh, dpre, grad[kBiasGate], grad[kBiasUpdate], grad[kZeta],
-          grad[kNu]);
+          H, tape, tape + n, tape + 2 * n, w.zeta, w.nu, dh, dpre, dxp, grad[kBiasGate], grad[kBiasUpdate],
+          grad[kZeta], grad[kNu]);
     });
-    add_lanes<T, L>(dpre, H, dxp);
     matvec_transposed_accumulate<T, L>(w.U, H, H, dpre, dh);
   }
 
@@ -228,35 +234,34 @@ struct GRU {
   }
 
   static int64_t tape_size(int64_t hidden) { return 5 * hidden * L; }  // h_prev, r, z, n, ah_n
-  // forward: ah [3H]; backward: dai [3H]
+  // forward: ah [3H]
   static int64_t scratch_size(int64_t hidden) { return 3 * hidden * L; }
 
   // tape: null, or room for [h_prev, r, z, n, ah_n] x [H][L] to record.
   static void step(const Weights& w, const T* xp, T* h, T* tape, T* scratch) {
     const int64_t H = w.hidden, n = H * L;
     T* ah = scratch;  // [3H][L] = W_hh h + b_hh
-    add_bias_lanes<T, L>(nullptr, w.bias_hh, 3 * H, ah);
-    matvec_accumulate<T, L>(w.weight_hh, 3 * H, H, h, ah);
+    matvec_with_bias<T, L>(w.weight_hh, 3 * H, H, h, w.bias_hh, ah);
     if (tape)
       gru_lanes<true, T, L>(H, xp, w.bias_ih, ah, tape, tape + n, tape + 2 * n, tape + 3 * n, tape + 4 * n, h);
     else
       gru_lanes<false, T, L>(H, xp, w.bias_ih, ah, nullptr, nullptr, nullptr, nullptr, nullptr, h);
   }
 
-  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent,
-                            T* scratch) {
+  static void step_backward(const Weights& w, const T* tape, T* dh, T* dxp, T* const* grad, T* d_recurrent) {
     const int64_t H = w.hidden, n = H * L;
     const T* h_prev = tape;
-    T* dai = scratch;
     T* dah = d_recurrent;  // ah = W_hh h_prev + b_hh
-    gru_backward_lanes<T, L>(H, h_prev, tape + n, tape + 2 * n, tape + 3 * n, tape + 4 * n, dh, dai, dah);
-    add_lanes<T, L>(dai, 3 * H, dxp);
-    add_lanes<T, L>(dai, 3 * H, grad[kBiasIH]);
-    add_lanes<T, L>(dah, 3 * H, grad[kBiasHH]);
+    gru_backward_lanes<T, L>(H, h_prev, tape + n, tape + 2 * n, tape + 3 * n, tape + 4 * n, dh, dah, dxp,
+                             grad[kBiasIH], grad[kBiasHH]);
     matvec_transposed_accumulate<T, L>(w.weight_hh, 3 * H, H, dah, dh);
   }
 
-  static void finalize_grads(const Weights&, double* const*) {}
+  // bias_hh's r and z rows enter the cell exactly where bias_ih's do: the same gradient, which the
+  // steps accumulate once (into bias_ih's).
+  static void finalize_grads(const Weights& w, double* const* grad) {
+    for (int64_t i = 0; i < 2 * w.hidden; ++i) grad[kBiasHH][i] = grad[kBiasIH][i];
+  }
 };
 
 RNNPOOL_END_ISA_NAMESPACE

@@ -51,20 +51,19 @@ struct LaneRegs {
 template <class T, int L>
 constexpr int kBlockRows = LaneRegs<T, L>::K >= 2 ? 4 : 8;
 
-// out[r] = base[r] + M[r, :] . v  M row-major [rows, cols]; out, base [rows][L]; v [cols][L];
-// base defaults to out (out += M v).
+// out[r] = init(r) + M[r, :] . v  M row-major [rows, cols]; out [rows][L]; v [cols][L]; init(r)
+// returns the LaneRegs a row starts from.
 // kBlockRows rows at a time: each loaded v[c] feeds that many accumulators, so the loop is bound
 // by FMAs rather than by loads or latency.
-template <class T, int L>
-inline void matvec_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols,
-                              const T* RNNPOOL_RESTRICT v, T* out, const T* base = nullptr) {
+template <class T, int L, class Init>
+inline void matvec_from(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols, const T* RNNPOOL_RESTRICT v, T* out,
+                        Init&& init) {
   using Regs = LaneRegs<T, L>;
   constexpr int kRows = kBlockRows<T, L>;
-  if (!base) base = out;
   int64_t r = 0;
   for (; r + kRows <= rows; r += kRows) {
     Regs acc[kRows];
-    for (int i = 0; i < kRows; ++i) acc[i] = Regs::load(base + (r + i) * L);
+    for (int i = 0; i < kRows; ++i) acc[i] = init(r + i);
     for (int64_t c = 0; c < cols; ++c) {
       const Regs vc = Regs::load(v + c * L);
       for (int i = 0; i < kRows; ++i) acc[i].fma(M[(r + i) * cols + c], vc);
@@ -72,14 +71,28 @@ inline void matvec_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t
     for (int i = 0; i < kRows; ++i) acc[i].store(out + (r + i) * L);
   }
   for (; r < rows; ++r) {
-    Regs acc = Regs::load(base + r * L);
+    Regs acc = init(r);
     for (int64_t c = 0; c < cols; ++c) acc.fma(M[r * cols + c], Regs::load(v + c * L));
     acc.store(out + r * L);
   }
 }
 
-// out[c] += M[:, c] . v          (the transpose of matvec_accumulate; v [rows][L]; out [cols][L])
-// kBlockRows columns at a time, for the same reasons as matvec_accumulate.
+// out[r] = base[r] + M[r, :] . v; base [rows][L] (FastGRNN's W x under its U h).
+template <class T, int L>
+inline void matvec_with_base(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols, const T* RNNPOOL_RESTRICT v,
+                             const T* RNNPOOL_RESTRICT base, T* RNNPOOL_RESTRICT out) {
+  matvec_from<T, L>(M, rows, cols, v, out, [&](int64_t r) { return LaneRegs<T, L>::load(base + r * L); });
+}
+
+// out[r] = bias[r] + M[r, :] . v in every lane (bias null: 0), written without reading out.
+template <class T, int L>
+inline void matvec_with_bias(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols, const T* RNNPOOL_RESTRICT v,
+                             const T* bias, T* RNNPOOL_RESTRICT out) {
+  matvec_from<T, L>(M, rows, cols, v, out, [&](int64_t r) { return LaneRegs<T, L>::splat(bias ? bias[r] : T(0)); });
+}
+
+// out[c] += M[:, c] . v          (the transpose of matvec_from; v [rows][L]; out [cols][L])
+// kBlockRows columns at a time, for the same reasons as matvec_from.
 template <class T, int L>
 inline void matvec_transposed_accumulate(const T* RNNPOOL_RESTRICT M, int64_t rows, int64_t cols,
                                          const T* RNNPOOL_RESTRICT v, T* RNNPOOL_RESTRICT out) {
@@ -216,34 +229,34 @@ inline void add_lanes(const T* RNNPOOL_RESTRICT v, int64_t n, T* RNNPOOL_RESTRIC
   }
 }
 
-// out[i][l] = v[i][l] + bias[i] for n rows (v may be null: out[i][l] = bias[i])
-template <class T, int L>
-inline void add_bias_lanes(const T* RNNPOOL_RESTRICT v, const T* RNNPOOL_RESTRICT bias, int64_t n,
-                           T* RNNPOOL_RESTRICT out) {
-  using Regs = LaneRegs<T, L>;
-  for (int64_t i = 0; i < n; ++i) {
-    Regs r = Regs::splat(bias[i]);
-    if (v) r.add(Regs::load(v + i * L));
-    r.store(out + i * L);
-  }
-}
-
+// fill, copy and accumulate: whole registers, then the tail value by value (the ISA builds have
+// GCC's loop vectoriser off, see isa_flags.txt: as plain loops these ran a float at a time, and the
+// backward's gathers, which add rows of 16-48 values, spent most of their time in them).
 template <class T>
 inline void fill(T* out, int64_t n, T value) {
-  for (int64_t i = 0; i < n; ++i) out[i] = value;
+  using V = Vec<T>;
+  const V v(value);
+  int64_t i = 0;
+  for (; i + V::kWidth <= n; i += V::kWidth) v.store(out + i);
+  for (; i < n; ++i) out[i] = value;
 }
 
 template <class T>
 inline void copy(const T* RNNPOOL_RESTRICT in, int64_t n, T* RNNPOOL_RESTRICT out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = in[i];
+  using V = Vec<T>;
+  int64_t i = 0;
+  for (; i + V::kWidth <= n; i += V::kWidth) V::load(in + i).store(out + i);
+  for (; i < n; ++i) out[i] = in[i];
 }
 
-// out[i] += in[i] for i < n (restrict-qualified, so the loop is vectorised).
+// out[i] += in[i] for i < n.
 template <class T>
 inline void accumulate(const T* RNNPOOL_RESTRICT in, int64_t n, T* RNNPOOL_RESTRICT out) {
-  for (int64_t i = 0; i < n; ++i) out[i] += in[i];
+  using V = Vec<T>;
+  int64_t i = 0;
+  for (; i + V::kWidth <= n; i += V::kWidth) (V::load(out + i) + V::load(in + i)).store(out + i);
+  for (; i < n; ++i) out[i] += in[i];
 }
-
 
 // out[g][l] = rows[l][g] for g < n and every lane l (rows[l] points at n values).
 template <class T, int L>

@@ -169,12 +169,60 @@ inline void weight_grad_rows(const T* d, int64_t d_stride, int64_t samples, int6
   for (; c < C; ++c) weight_grad_tile<BG, 1>(d, d_stride, samples, n, C, x_at, g0, c, dW);
 }
 
+// The weight gradient from pixel-major dP, for units that fill whole registers: dW[g][c] for
+// BV registers of units from g0 and BC channels from c0, each accumulator a register of units fed
+// by a broadcast x value, so no register is summed across its lanes (the lane-sum tiles above
+// stream seven rows from L2 per 12 multiply-adds; this streams dP once per channel tile). Each
+// value is summed over the task's pixels in T, in pixel order, then added to dW in double.
+template <class T>
+constexpr int kWeightTileAccumulators = Vec<T>::kRegisters >= 32 ? 24 : 8;
+
+template <int BV, int BC, class T, class XAt>
+inline void weight_grad_unit_tile(const T* dP, int64_t G, int64_t samples, int64_t n, int64_t C, XAt&& x_at,
+                                  int64_t g0, int64_t c0, double* dW) {
+  using V = Vec<T>;
+  constexpr int W = V::kWidth;
+  V acc[BC][BV];
+  for (int i = 0; i < BC; ++i)
+    for (int j = 0; j < BV; ++j) acc[i][j] = V(T(0));
+  for (int64_t k = 0; k < samples; ++k) {
+    const T* d = dP + k * n * G + g0;
+    const T* x[BC];
+    for (int i = 0; i < BC; ++i) x[i] = x_at(k, c0 + i);
+    for (int64_t q = 0; q < n; ++q) {
+      V dv[BV];
+      for (int j = 0; j < BV; ++j) dv[j] = V::load(d + q * G + j * W);
+      for (int i = 0; i < BC; ++i) {
+        const V xv(x[i][q]);
+        for (int j = 0; j < BV; ++j) acc[i][j] = fmadd(xv, dv[j], acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < BC; ++i)
+    for (int j = 0; j < BV; ++j) {
+      T v[W];
+      acc[i][j].store(v);
+      for (int l = 0; l < W; ++l) dW[(g0 + j * W + l) * C + c0 + i] += v[l];
+    }
+}
+
+// dW for BV registers of units from g0 and every channel.
+template <int BV, class T, class XAt>
+inline void weight_grad_unit_columns(const T* dP, int64_t G, int64_t samples, int64_t n, int64_t C, XAt&& x_at,
+                                     int64_t g0, double* dW) {
+  constexpr int BC = kWeightTileAccumulators<T> / BV;
+  int64_t c = 0;
+  for (; c + BC <= C; c += BC) weight_grad_unit_tile<BV, BC>(dP, G, samples, n, C, x_at, g0, c, dW);
+  for (; c + 4 <= C; c += 4) weight_grad_unit_tile<BV, 4>(dP, G, samples, n, C, x_at, g0, c, dW);  // independent sums
+  for (; c < C; ++c) weight_grad_unit_tile<BV, 1>(dP, G, samples, n, C, x_at, g0, c, dW);
+}
+
 // The transpose of project_pixels for pixels [begin, end) of `samples` consecutive samples (x and
 // dx [samples][C][npix]), given their dP [samples][end - begin][G]: overwrites dx[n][c][pix] =
 // sum_g W[g][c] dP[n][pix][g] and adds dW[g][c] += sum_{n, pix} dP[n][pix][g] x[n][c][pix] (summed
-// per pixel lane in T, then over lanes in double, in a fixed order). dPt: room for dP transposed,
-// G * padded_stride<T>(samples * (end - begin)) elements. Both are small matrix products over dP transposed, in
-// register tiles (kRowsPerTile x kVectorsPerTile).
+// in T in a fixed order, then added in double). dPt: room for dP transposed, G *
+// padded_stride<T>(samples * (end - begin)) elements. Both are small matrix products in register
+// tiles: dx over dP transposed, dW over dP itself where the units fill whole registers.
 template <class T>
 void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t samples,
                              int64_t begin, int64_t end, const T* dP, T* dx, double* dW, T* dPt) {
@@ -195,7 +243,12 @@ void project_pixels_backward(const T* W, int64_t G, int64_t C, const T* x, int64
         dx_k[c * npix + q] = acc;
       }
   }
+  // dW: whole registers of units from pixel-major dP, the rest by lane sums over dP transposed.
+  constexpr int kUnitVectors = Vec<T>::kRegisters >= 32 ? 3 : 2;
   int64_t g = 0;
+  for (; g + kUnitVectors * PB <= G; g += kUnitVectors * PB)
+    weight_grad_unit_columns<kUnitVectors>(dP, G, samples, n, C, x_at, g, dW);
+  for (; g + PB <= G; g += PB) weight_grad_unit_columns<1>(dP, G, samples, n, C, x_at, g, dW);
   for (; g + BG <= G; g += BG) weight_grad_rows<BG>(dPt, row, samples, n, C, x_at, g, dW);
   for (; g < G; ++g) weight_grad_rows<1>(dPt, row, samples, n, C, x_at, g, dW);
 }

@@ -567,12 +567,11 @@ class PatchSweep final : public SweepKernel<T> {
   // grad[kRecurrentWeight]; or its plain accumulator, summed over the lanes too (h_transposed:
   // room for the len steps' h_prev transposed, [len][L][hidden]).
   static void run_sequence_backward(const Weights& w, int64_t hidden, T* dx0, int64_t x_stride, int64_t len, T* dh,
-                                    const T* tape, int64_t tape_stride, T* const* grad, T* d_recurrent, T* scratch,
+                                    const T* tape, int64_t tape_stride, T* const* grad, T* d_recurrent,
                                     T* recurrent_plain = nullptr, T* h_transposed = nullptr) {
     const int64_t rows = Cell::kRecurrentRows * hidden;
     for (int64_t t = len - 1; t >= 0; --t)
-      Cell::step_backward(w, tape + t * tape_stride, dh, dx0 + t * x_stride, grad, d_recurrent + t * rows * L,
-                          scratch);
+      Cell::step_backward(w, tape + t * tape_stride, dh, dx0 + t * x_stride, grad, d_recurrent + t * rows * L);
     // The recurrent weight's gradient over the whole sequence; h_prev heads each step's tape.
     if (!recurrent_plain) {
       outer_accumulate<T, L>(d_recurrent, rows * L, rows, tape, tape_stride, hidden, len, grad[Cell::kRecurrentWeight]);
@@ -612,8 +611,7 @@ class PatchSweep final : public SweepKernel<T> {
     }
     if (s_.needs_rnn2()) {
       for (int64_t k = rnn2_first_summary(); k < rnn2_end_summary(); ++k) {
-        fill(B + k * b_step, b_step, T(0));
-        matvec_accumulate<T, L>(p_.rnn2[0], g2_, s_.hidden1, S + k * h1L, B + k * b_step);
+        matvec_with_bias<T, L>(p_.rnn2[0], g2_, s_.hidden1, S + k * h1L, nullptr, B + k * b_step);
       }
       for_each_rnn2_sequence([&](int64_t first, int64_t dir, int64_t len, int64_t slot, int64_t tape_slot) {
         run_sequence(rnn2_, s_.hidden2, B + first * b_step, dir * b_step, len, Q + slot * h2L,
@@ -621,8 +619,8 @@ class PatchSweep final : public SweepKernel<T> {
       });
     }
     if (s_.global && !record) {
-      add_bias_lanes<T, L>(nullptr, p_.proj_bias, 4 * s_.hidden2, ws + workspace_.projection);
-      matvec_accumulate<T, L>(p_.proj_weight, 4 * s_.hidden2, s_.summaries() * s_.hidden1, S, ws + workspace_.projection);
+      matvec_with_bias<T, L>(p_.proj_weight, 4 * s_.hidden2, s_.summaries() * s_.hidden1, S, p_.proj_bias,
+                             ws + workspace_.projection);
     }
   }
 
@@ -648,7 +646,7 @@ class PatchSweep final : public SweepKernel<T> {
     run_pool(summaries, lanes, ws, /*record=*/true);
     const int64_t h1L = s_.hidden1 * L, h2L = s_.hidden2 * L, b_step = g2_ * L;
     const T *S = ws + workspace_.summaries, *tape2 = ws + workspace_.rnn2_tape;
-    T *dS = ws + workspace_.d_summaries, *dB = ws + workspace_.d_rnn2_inputs, *dQ = ws + workspace_.d_rnn2_states, *dG = ws + workspace_.d_projection, *scratch = ws + workspace_.scratch;
+    T *dS = ws + workspace_.d_summaries, *dB = ws + workspace_.d_rnn2_inputs, *dQ = ws + workspace_.d_rnn2_states, *dG = ws + workspace_.d_projection;
     T* grad2[Cell::kNumParams];
     const int64_t first_param = layout_.rnn2[0];  // grad_lanes: RNN2's parameters, then f_L's bias
     lane_grads(grad_lanes, first_param, 0, 0, layout_.rnn2, grad2);
@@ -674,7 +672,7 @@ class PatchSweep final : public SweepKernel<T> {
       fill(dB, s_.summaries() * b_step, T(0));
       for_each_rnn2_sequence([&](int64_t first, int64_t dir, int64_t len, int64_t slot, int64_t tape_slot) {
         run_sequence_backward(rnn2_, s_.hidden2, dB + first * b_step, dir * b_step, len, dQ + slot * h2L,
-                              tape2 + tape_slot * tape2_, tape2_, grad2, ws + workspace_.d_recurrent, scratch);
+                              tape2 + tape_slot * tape2_, tape2_, grad2, ws + workspace_.d_recurrent);
       });
       const int64_t first = rnn2_first_summary(), count = rnn2_end_summary() - first;
       for (int64_t k = first; k < first + count; ++k)
@@ -788,8 +786,7 @@ class PatchSweep final : public SweepKernel<T> {
     rows_to_lanes<T, L>(rows, s_.hidden1, dh);
     fill(dA, lanes.length * g1_ * L, T(0));
     run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + workspace_.d_recurrent,
-                          ws + workspace_.scratch, recurrent_plain_end() > layout_.rnn1[1] ? grad_recurrent : nullptr,
-                          ws + workspace_.h_transposed);
+                          recurrent_plain_end() > layout_.rnn1[1] ? grad_recurrent : nullptr, ws + workspace_.h_transposed);
     for (int64_t t = 0; t < lanes.length; ++t) lanes_to_own_rows(dA + t * g1_ * L, g1_, group_dA + t * L * g1_);
   }
 
