@@ -13,9 +13,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <tuple>
 #include <vector>
 
@@ -86,22 +88,51 @@ at::Tensor scratch(at::IntArrayRef sizes, const at::TensorOptions& options) {
 
 // run(chunk, buffer, parallel) for each of `chunks` chunks, on whole chunks per thread when they
 // split evenly enough, else one chunk after another with the core's phases spread over the threads.
-// buffer: `elements` of T for the call.
+// buffer: `elements` of T for the call. Whole chunks are claimed in order, one at a time (not a
+// range per thread), so they finish roughly in order (see ChunkGradients).
 template <class T, class F>
 void for_each_chunk(int64_t chunks, int64_t elements, const at::TensorOptions& options, F&& run) {
   // Whole chunks per thread when they split evenly enough (a multiple of the threads, or at least 4
   // per thread); otherwise each chunk's phases spread over all threads. Either way the same results.
   const int64_t threads = at::get_num_threads();
   if (chunks >= threads && (chunks % threads == 0 || chunks >= 4 * threads)) {
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    std::atomic<int64_t> next_chunk{0};
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
       const at::Tensor buffer = scratch({elements}, options);
-      for (int64_t c = begin; c < end; ++c) run(c, buffer.data_ptr<T>(), ParallelFor(serial_for));
+      for (int64_t c; (c = next_chunk++) < chunks;) run(c, buffer.data_ptr<T>(), ParallelFor(serial_for));
     });
   } else {
     const at::Tensor buffer = scratch({elements}, options);
     for (int64_t c = 0; c < chunks; ++c) run(c, buffer.data_ptr<T>(), ParallelFor(torch_parallel_for));
   }
 }
+
+// The parameter gradients of a call's chunks, each in a slot of its own while its chunk runs, added
+// to `total` in chunk order as soon as every earlier chunk is in: the sums are the same for any
+// schedule, and only the slots of chunks finished ahead of an earlier one are held, not one per
+// chunk of the batch (64 small maps made 4 slots of 98 KB at the demo's shape; 1024 would make 64).
+class ChunkGradients {
+ public:
+  ChunkGradients(int64_t chunks, int64_t width, double* total) : width_(width), total_(total), finished_(chunks) {}
+
+  std::unique_ptr<std::vector<double>> slot() const { return std::make_unique<std::vector<double>>(width_, 0.0); }
+
+  void finish(int64_t chunk, std::unique_ptr<std::vector<double>> slot) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    finished_[chunk] = std::move(slot);
+    for (; next_ < static_cast<int64_t>(finished_.size()) && finished_[next_]; ++next_) {
+      add_slots_in_order(*finished_[next_], width_, total_);
+      finished_[next_].reset();
+    }
+  }
+
+ private:
+  int64_t width_;
+  double* total_;
+  std::vector<std::unique_ptr<std::vector<double>>> finished_;  // held until their turn
+  int64_t next_ = 0;
+  std::mutex mutex_;
+};
 
 using Gradients = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>>;
 
@@ -160,15 +191,15 @@ struct CpuSweep {
       const int64_t chunk =
           chunk_samples<T>(shape.batch, k.backward_buffer_size(1), kBackwardChunkBytes, k.lane_filling_samples());
       const int64_t chunks = (shape.batch + chunk - 1) / chunk;
-      // Each chunk's parameter gradients in a slot of their own, summed in chunk order below.
-      std::vector<double> slots(chunks * layout.total, 0.0);
+      ChunkGradients gradients(chunks, layout.total, total.data());
       for_each_chunk<T>(chunks, k.backward_buffer_size(chunk), x.options(), [&](int64_t c, T* buffer, const ParallelFor& parallel) {
         const int64_t first = c * chunk;
+        std::unique_ptr<std::vector<double>> slot = gradients.slot();
         k.backward(x.data_ptr<T>() + first * input_numel(), grad_output.data_ptr<T>() + first * output_numel(),
-                   std::min(chunk, shape.batch - first), dx.data_ptr<T>() + first * input_numel(),
-                   slots.data() + c * layout.total, buffer, parallel);
+                   std::min(chunk, shape.batch - first), dx.data_ptr<T>() + first * input_numel(), slot->data(),
+                   buffer, parallel);
+        gradients.finish(c, std::move(slot));
       });
-      add_slots_in_order(slots, layout.total, total.data());
     }
     k.finalize(total.data());
 
