@@ -37,14 +37,26 @@ inline void project_block(const T* W, int64_t G, int64_t C, const T* x, int64_t 
   }
 }
 
+// Pixel registers per block of project_pixels: two where the ISA has 32 registers (16
+// accumulators; each broadcast weight then feeds two multiply-adds, so the loop is no longer bound
+// by its loads), one where it has 16.
+template <class T>
+constexpr int kPixelRegisters = Vec<T>::kRegisters >= 32 ? 2 : 1;
+
 // P[pix][g] = sum_c W[g][c] x[c][pix] for pix in [begin, end); x is one sample [C][npix].
-// Blocks of 8 units by one register of pixels: 8 accumulators, one load and 8 multiply-adds per
-// channel, and whole 8 x 8 (4 x 4 on NEON) transposes into P.
+// Blocks of 8 units by kPixelRegisters registers of pixels (then one register, then single pixels):
+// per channel a load per register and 8 broadcasts, and whole 8 x 8 (4 x 4 on NEON) transposes
+// into P.
 template <class T>
 void project_pixels(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t begin, int64_t end,
                     T* P) {
-  constexpr int PB = Vec<T>::kWidth, kRows = 8;
+  constexpr int PB = Vec<T>::kWidth, kWide = kPixelRegisters<T> * PB, kRows = 8;
   int64_t p0 = begin;
+  for (; p0 + kWide <= end; p0 += kWide) {
+    int64_t g0 = 0;
+    for (; g0 + kRows <= G; g0 += kRows) project_block<kRows, kWide>(W, G, C, x, npix, p0, g0, P);
+    for (; g0 < G; ++g0) project_block<1, kWide>(W, G, C, x, npix, p0, g0, P);
+  }
   for (; p0 + PB <= end; p0 += PB) {
     int64_t g0 = 0;
     for (; g0 + kRows <= G; g0 += kRows) project_block<kRows, PB>(W, G, C, x, npix, p0, g0, P);
