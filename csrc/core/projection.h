@@ -103,6 +103,22 @@ constexpr int kRowsPerTile = Vec<T>::kRegisters >= 32 ? 4 : 3;
 template <class T>
 constexpr int kVectorsPerTile = Vec<T>::kRegisters >= 32 ? 3 : 2;
 
+// The register tile both backward products are made of: acc[i][j] += scalar(s, i) * the j-th
+// register at vectors(s), for steps s in [0, steps), BV loads and BC broadcasts per step.
+template <int BC, int BV, class T, class Vectors, class Scalar>
+inline void broadcast_tile_accumulate(Vec<T> (&acc)[BC][BV], int64_t steps, Vectors&& vectors, Scalar&& scalar) {
+  using V = Vec<T>;
+  for (int64_t s = 0; s < steps; ++s) {
+    const T* row = vectors(s);
+    V dv[BV];
+    for (int j = 0; j < BV; ++j) dv[j] = V::load(row + j * V::kWidth);
+    for (int i = 0; i < BC; ++i) {
+      const V b(scalar(s, i));
+      for (int j = 0; j < BV; ++j) acc[i][j] = fmadd(b, dv[j], acc[i][j]);
+    }
+  }
+}
+
 // dx[c][q] = sum_g W[g][c] d[g][q] for channels [c0, c0 + BC) and BV registers of pixels from q0;
 // d [G][d_stride], dx [C][dx_stride].
 template <int BC, int BV, class T>
@@ -113,14 +129,8 @@ inline void input_grad_tile(const T* W, int64_t G, int64_t C, const T* d, int64_
   V acc[BC][BV];
   for (int i = 0; i < BC; ++i)
     for (int j = 0; j < BV; ++j) acc[i][j] = V(T(0));
-  for (int64_t g = 0; g < G; ++g) {
-    V dv[BV];
-    for (int j = 0; j < BV; ++j) dv[j] = V::load(d + g * d_stride + q0 + j * PB);
-    for (int i = 0; i < BC; ++i) {
-      const V w(W[g * C + c0 + i]);
-      for (int j = 0; j < BV; ++j) acc[i][j] = fmadd(w, dv[j], acc[i][j]);
-    }
-  }
+  broadcast_tile_accumulate<BC, BV, T>(
+      acc, G, [&](int64_t g) { return d + g * d_stride + q0; }, [&](int64_t g, int i) { return W[g * C + c0 + i]; });
   for (int i = 0; i < BC; ++i)
     for (int j = 0; j < BV; ++j) acc[i][j].store(dx + (c0 + i) * dx_stride + q0 + j * PB);
 }
@@ -201,14 +211,8 @@ inline void weight_grad_unit_tile(const T* dP, int64_t G, int64_t samples, int64
     const T* d = dP + k * n * G + g0;
     const T* x[BC];
     for (int i = 0; i < BC; ++i) x[i] = x_at(k, c0 + i);
-    for (int64_t q = 0; q < n; ++q) {
-      V dv[BV];
-      for (int j = 0; j < BV; ++j) dv[j] = V::load(d + q * G + j * W);
-      for (int i = 0; i < BC; ++i) {
-        const V xv(x[i][q]);
-        for (int j = 0; j < BV; ++j) acc[i][j] = fmadd(xv, dv[j], acc[i][j]);
-      }
-    }
+    broadcast_tile_accumulate<BC, BV, T>(
+        acc, n, [&](int64_t q) { return d + q * G; }, [&](int64_t q, int i) { return x[i][q]; });
   }
   for (int i = 0; i < BC; ++i)
     for (int j = 0; j < BV; ++j) {

@@ -67,6 +67,8 @@ class PatchSweep final : public SweepKernel<T> {
       : s_(s),
         p_(p),
         layout_(grad_offsets<Cell>(s)),
+        recurrent_plain_(s.hidden1 % Vec<T>::kWidth == 0),
+        recurrent_plain_end_(recurrent_plain_ ? layout_.rnn1[2] : layout_.rnn1[1]),
         rnn1_(Cell::bind(p.rnn1, s.hidden1, p.gate, p.update)),
         rnn2_(Cell::bind(p.rnn2, s.hidden2, p.gate, p.update)),
         g1_(Cell::kGates * s.hidden1),
@@ -153,7 +155,7 @@ class PatchSweep final : public SweepKernel<T> {
     gather_summary_grads(group_dS, samples, d_summaries, parallel);
     // Phase 2 backward: RNN1's recurrent gradients, and each group's input gradients.
     const std::vector<double> sequence_slots = per_unit_gradients(parallel, sequence_groups(samples), rnn1_params, rnn2_params,
-                                                                  rnn1_params, recurrent_plain_end(),
+                                                                  rnn1_params, recurrent_plain_end_,
                                                                   [&](int64_t group, T* grad_lanes, T* grad_plain, T* ws) {
       summarize_backward(rnn1_tapes + group * rnn1_tape_size(), d_summaries, samples, group,
                          group_dA + group * group_input_grads_size(), grad_lanes, grad_plain, ws);
@@ -636,6 +638,10 @@ class PatchSweep final : public SweepKernel<T> {
                    : grad_lanes + (at - first - (at >= plain_end ? plain_end - plain_begin : 0)) * L;
     }
   }
+  // The same where no parameter is plain.
+  void lane_grads(T* grad_lanes, int64_t first, const int64_t* offsets, T** out) const {
+    lane_grads(grad_lanes, first, first, first, offsets, out);
+  }
 
   // Backward of phase 3 for one group of patches: the gradients of the summaries its lanes read go
   // to the group's own rows, [kh + kw][L][h1]; parameter gradients are added to grad_lanes (RNN2's,
@@ -649,7 +655,7 @@ class PatchSweep final : public SweepKernel<T> {
     T *dS = ws + workspace_.d_summaries, *dB = ws + workspace_.d_rnn2_inputs, *dQ = ws + workspace_.d_rnn2_states, *dG = ws + workspace_.d_projection;
     T* grad2[Cell::kNumParams];
     const int64_t first_param = layout_.rnn2[0];  // grad_lanes: RNN2's parameters, then f_L's bias
-    lane_grads(grad_lanes, first_param, 0, 0, layout_.rnn2, grad2);
+    lane_grads(grad_lanes, first_param, layout_.rnn2, grad2);
 
     // The output gradient, laid out like the forward's Q and G blocks; idle lanes get 0.
     fill(dQ, 4 * h2L, T(0));
@@ -761,14 +767,6 @@ class PatchSweep final : public SweepKernel<T> {
     }
   }
 
-  // RNN1's recurrent weight gradient is plain (summed over the lanes per group, see
-  // run_sequence_backward) when h1 fills whole registers; else it stays per lane (h8 in 16-lane
-  // registers would leave the plain product to its scalar edge loop: the VWW step took 16 ms, not 10).
-  // Returns the end of the plain range of parameters, which starts at that weight (empty: per lane).
-  int64_t recurrent_plain_end() const {
-    return s_.hidden1 % Vec<T>::kWidth == 0 ? layout_.rnn1[2] : layout_.rnn1[1];
-  }
-
   // Backward of phase 2 for one group of sequences, from its tape: the gradients of its steps'
   // inputs go to the group's own rows, [steps][L][g1]; parameter gradients are added to grad_lanes.
   void summarize_backward(const T* tape, const T* d_summaries, int64_t samples, int64_t group, T* group_dA,
@@ -778,7 +776,7 @@ class PatchSweep final : public SweepKernel<T> {
     T* dA = ws + workspace_.d_rnn1_inputs;
     T* grad1[Cell::kNumParams];
     // All but W_input's (phase 1 takes those) and, when plain, the recurrent weight's (grad_recurrent).
-    lane_grads(grad_lanes, layout_.rnn1[1], layout_.rnn1[1], recurrent_plain_end(), layout_.rnn1, grad1);
+    lane_grads(grad_lanes, layout_.rnn1[1], layout_.rnn1[1], recurrent_plain_end_, layout_.rnn1, grad1);
     T* zeros = ws + workspace_.zero_row;
     fill(zeros, s_.hidden1, T(0));
     const T* rows[L];
@@ -786,7 +784,7 @@ class PatchSweep final : public SweepKernel<T> {
     rows_to_lanes<T, L>(rows, s_.hidden1, dh);
     fill(dA, lanes.length * g1_ * L, T(0));
     run_sequence_backward(rnn1_, s_.hidden1, dA, g1_ * L, lanes.length, dh, tape, tape1_, grad1, ws + workspace_.d_recurrent,
-                          recurrent_plain_end() > layout_.rnn1[1] ? grad_recurrent : nullptr, ws + workspace_.h_transposed);
+                          recurrent_plain_ ? grad_recurrent : nullptr, ws + workspace_.h_transposed);
     for (int64_t t = 0; t < lanes.length; ++t) lanes_to_own_rows(dA + t * g1_ * L, g1_, group_dA + t * L * g1_);
   }
 
@@ -814,6 +812,11 @@ class PatchSweep final : public SweepKernel<T> {
   SweepShape s_;
   SweepParams<T> p_;
   GradOffsets layout_;
+  // RNN1's recurrent weight gradient is plain (summed over the lanes per group, see
+  // run_sequence_backward) when h1 fills whole registers; else it stays per lane (h8 in 16-lane
+  // registers would leave the plain product to its scalar edge loop: the VWW step took 16 ms, not 10).
+  bool recurrent_plain_;
+  int64_t recurrent_plain_end_;  // the end of the plain range of parameters, which starts at that weight
   Weights rnn1_, rnn2_;
   int64_t g1_, g2_, tape1_, tape2_;
   std::vector<int64_t> covered_rows_, covered_cols_;  // padded coordinates

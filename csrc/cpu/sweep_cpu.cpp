@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -80,7 +81,7 @@ void advise_huge_pages(void* data, size_t bytes) {
 }
 
 // at::empty (so memory profiles see the buffer) with its large part advised onto huge pages.
-at::Tensor scratch(at::IntArrayRef sizes, const at::TensorOptions& options) {
+at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, const at::TensorOptions& options) {
   at::Tensor t = at::empty(sizes, options);
   advise_huge_pages(t.data_ptr(), t.nbytes());
   return t;
@@ -98,11 +99,11 @@ void for_each_chunk(int64_t chunks, int64_t elements, const at::TensorOptions& o
   if (chunks >= threads && (chunks % threads == 0 || chunks >= 4 * threads)) {
     std::atomic<int64_t> next_chunk{0};
     at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-      const at::Tensor buffer = scratch({elements}, options);
+      const at::Tensor buffer = empty_on_huge_pages({elements}, options);
       for (int64_t c; (c = next_chunk++) < chunks;) run(c, buffer.data_ptr<T>(), ParallelFor(serial_for));
     });
   } else {
-    const at::Tensor buffer = scratch({elements}, options);
+    const at::Tensor buffer = empty_on_huge_pages({elements}, options);
     for (int64_t c = 0; c < chunks; ++c) run(c, buffer.data_ptr<T>(), ParallelFor(torch_parallel_for));
   }
 }
@@ -115,9 +116,9 @@ class ChunkGradients {
  public:
   ChunkGradients(int64_t chunks, int64_t width, double* total) : width_(width), total_(total), finished_(chunks) {}
 
-  std::unique_ptr<std::vector<double>> slot() const { return std::make_unique<std::vector<double>>(width_, 0.0); }
+  std::vector<double> slot() const { return std::vector<double>(width_, 0.0); }
 
-  void finish(int64_t chunk, std::unique_ptr<std::vector<double>> slot) {
+  void finish(int64_t chunk, std::vector<double> slot) {
     const std::lock_guard<std::mutex> lock(mutex_);
     finished_[chunk] = std::move(slot);
     for (; next_ < static_cast<int64_t>(finished_.size()) && finished_[next_]; ++next_) {
@@ -129,7 +130,7 @@ class ChunkGradients {
  private:
   int64_t width_;
   double* total_;
-  std::vector<std::unique_ptr<std::vector<double>>> finished_;  // held until their turn
+  std::vector<std::optional<std::vector<double>>> finished_;  // held until their turn
   int64_t next_ = 0;
   std::mutex mutex_;
 };
@@ -182,7 +183,7 @@ struct CpuSweep {
   Gradients backward(const at::Tensor& grad_output_in) const {
     const SweepKernel<T>& k = *kernel;
     const at::Tensor grad_output = grad_output_in.contiguous();
-    at::Tensor dx = scratch(x.sizes(), x.options());  // the core overwrites every element
+    at::Tensor dx = empty_on_huge_pages(x.sizes(), x.options());  // the core overwrites every element
     const GradOffsets& layout = k.layout();
     std::vector<double> total(layout.total, 0.0);
     if (shape.batch > 0) {
@@ -194,9 +195,9 @@ struct CpuSweep {
       ChunkGradients gradients(chunks, layout.total, total.data());
       for_each_chunk<T>(chunks, k.backward_buffer_size(chunk), x.options(), [&](int64_t c, T* buffer, const ParallelFor& parallel) {
         const int64_t first = c * chunk;
-        std::unique_ptr<std::vector<double>> slot = gradients.slot();
+        std::vector<double> slot = gradients.slot();
         k.backward(x.data_ptr<T>() + first * input_numel(), grad_output.data_ptr<T>() + first * output_numel(),
-                   std::min(chunk, shape.batch - first), dx.data_ptr<T>() + first * input_numel(), slot->data(),
+                   std::min(chunk, shape.batch - first), dx.data_ptr<T>() + first * input_numel(), slot.data(),
                    buffer, parallel);
         gradients.finish(c, std::move(slot));
       });
