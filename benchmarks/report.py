@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+import rnnpool_ops
+
 from benchmarks.cases import CASES
 from benchmarks.memory import SIDES, step_peak_bytes
 from benchmarks.timing import measure_case, thread_scaling
@@ -56,6 +58,7 @@ def cpu_model():
 def machine_info():
     return {
         "cpu": cpu_model(),
+        "cpu_isa": rnnpool_ops.cpu_isa(),  # the ISA build in use: the best this CPU runs, unless set
         "logical_cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
