@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "lanes.h"
 #include "platform.h"
@@ -50,18 +51,19 @@ constexpr int kPixelRegisters = Vec<T>::kRegisters >= 32 ? 2 : 1;
 template <class T>
 void project_pixels(const T* W, int64_t G, int64_t C, const T* x, int64_t npix, int64_t begin, int64_t end,
                     T* P) {
-  constexpr int PB = Vec<T>::kWidth, kWide = kPixelRegisters<T> * PB, kRows = 8;
+  constexpr int PB = Vec<T>::kWidth, kRows = 8;
   int64_t p0 = begin;
-  for (; p0 + kWide <= end; p0 += kWide) {
-    int64_t g0 = 0;
-    for (; g0 + kRows <= G; g0 += kRows) project_block<kRows, kWide>(W, G, C, x, npix, p0, g0, P);
-    for (; g0 < G; ++g0) project_block<1, kWide>(W, G, C, x, npix, p0, g0, P);
-  }
-  for (; p0 + PB <= end; p0 += PB) {
-    int64_t g0 = 0;
-    for (; g0 + kRows <= G; g0 += kRows) project_block<kRows, PB>(W, G, C, x, npix, p0, g0, P);
-    for (; g0 < G; ++g0) project_block<1, PB>(W, G, C, x, npix, p0, g0, P);
-  }
+  // Every unit of the blocks of `width` pixels from p0 that fit before end; p0 ends past them.
+  auto blocks = [&](auto width) {
+    constexpr int BW = decltype(width)::value;
+    for (; p0 + BW <= end; p0 += BW) {
+      int64_t g0 = 0;
+      for (; g0 + kRows <= G; g0 += kRows) project_block<kRows, BW>(W, G, C, x, npix, p0, g0, P);
+      for (; g0 < G; ++g0) project_block<1, BW>(W, G, C, x, npix, p0, g0, P);
+    }
+  };
+  blocks(std::integral_constant<int, kPixelRegisters<T> * PB>{});
+  blocks(std::integral_constant<int, PB>{});
   for (; p0 < end; ++p0)  // the last partial block
     for (int64_t g = 0; g < G; ++g) {
       T acc = 0;
