@@ -269,10 +269,10 @@ inline void rows_to_lanes(const T* const* rows, int64_t n, T* RNNPOOL_RESTRICT o
     for (int l = 0; l < L; ++l) out[g * L + l] = rows[l][g];
 }
 
-// rows[l][g] = in[g][l] (kAccumulate: +=) for g < n and every lane l: the transpose of
-// rows_to_lanes. Rows of different lanes may overlap only where the result is thrown away (one
-// sink row for all idle lanes): the lanes are written in no particular order.
-template <bool kAccumulate, class T, int L>
+// rows[l][g] = in[g][l] for g < n and every lane l: the transpose of rows_to_lanes. Rows of
+// different lanes may overlap only where the result is thrown away (one sink row for all idle
+// lanes): the lanes are written in no particular order.
+template <class T, int L>
 inline void lanes_to_rows(const T* RNNPOOL_RESTRICT in, int64_t n, T* const* rows) {
   constexpr int W = Transpose<T>::kWidth;
   T block[W * W];
@@ -283,10 +283,10 @@ inline void lanes_to_rows(const T* RNNPOOL_RESTRICT in, int64_t n, T* const* row
       for (int i = 0; i < W; ++i) unit_rows[i] = in + (g + i) * L + l0;
       Transpose<T>::block(unit_rows, 0, block, W);  // block[j][i]: lane l0 + j, value g + i
       for (int j = 0; j < W; ++j)
-        for (int i = 0; i < W; ++i) rows[l0 + j][g + i] = (kAccumulate ? rows[l0 + j][g + i] : T(0)) + block[j * W + i];
+        for (int i = 0; i < W; ++i) rows[l0 + j][g + i] = block[j * W + i];
     }
   for (; g < n; ++g)
-    for (int l = 0; l < L; ++l) rows[l][g] = (kAccumulate ? rows[l][g] : T(0)) + in[g * L + l];
+    for (int l = 0; l < L; ++l) rows[l][g] = in[g * L + l];
 }
 
 RNNPOOL_END_ISA_NAMESPACE
